@@ -1,0 +1,45 @@
+# Two commands for a new user: `make run` and `make test`. Both run `make setup` first,
+# which is idempotent and quick when nothing changed.
+PYTHON ?= python3
+VENV := .venv
+RUNTIME := .runtime
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup system run test lint typecheck bench clean
+
+setup: system $(VENV)/.installed $(RUNTIME)/.installed
+
+system:
+	@bash scripts/system-packages.sh
+
+# The server's environment.
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e '.[dev]'
+	touch $@
+
+# The sandbox's own environment, from Debian's Python so that it lives entirely under /usr
+# and a read-only bind of this folder (nothing of the host's home) is all the sandbox sees.
+$(RUNTIME)/.installed: requirements/runtime.txt
+	/usr/bin/python3 -m venv --clear $(RUNTIME)
+	$(RUNTIME)/bin/pip install -q --disable-pip-version-check -r requirements/runtime.txt
+	chmod -R a+rX $(RUNTIME)
+	touch $@
+
+run: setup
+	$(VENV)/bin/agentbox serve --host $(HOST) --port $(PORT)
+
+test: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy src
+
+clean:
+	rm -rf $(VENV) $(RUNTIME)

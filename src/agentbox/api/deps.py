@@ -1,0 +1,57 @@
+"""Small getters that hand route handlers the collaborators app.py hung on app.state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from agentbox.engine.runs import RunEngine
+from agentbox.errors import Unauthorized
+from agentbox.sandbox import SessionManager
+from agentbox.store.blobs import BlobStore
+from agentbox.store.database import Store
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_blobs(request: Request) -> BlobStore:
+    blobs: BlobStore = request.app.state.blobs
+    return blobs
+
+
+def get_engine(request: Request) -> RunEngine:
+    engine: RunEngine = request.app.state.engine
+    return engine
+
+
+def get_sandbox(request: Request) -> SessionManager:
+    sandbox: SessionManager = request.app.state.sandbox
+    return sandbox
+
+
+def require_key(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    api_key: Annotated[str | None, Header(alias="api-key")] = None,
+) -> None:
+    """Accept `Authorization: Bearer KEY` (OpenAI, Azure) or `api-key: KEY` (Azure OpenAI style)."""
+    keys: frozenset[str] = request.app.state.api_keys
+    offered = api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        offered = authorization[7:].strip()
+    if offered is None:
+        raise Unauthorized(
+            "You didn't provide an API key. Send 'Authorization: Bearer YOUR_KEY' or 'api-key: YOUR_KEY'."
+        )
+    if offered not in keys:
+        raise Unauthorized("Incorrect API key provided.")
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+EngineDep = Annotated[RunEngine, Depends(get_engine)]
+SandboxDep = Annotated[SessionManager, Depends(get_sandbox)]

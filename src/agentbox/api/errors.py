@@ -1,0 +1,97 @@
+"""The only table from error class to HTTP status and OpenAI error body."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from agentbox.errors import (
+    AgentboxError,
+    Conflict,
+    InvalidRequest,
+    ModelError,
+    NotFound,
+    SandboxError,
+    SandboxUnavailable,
+    Unauthorized,
+)
+from agentbox.ids import new_id
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first class an error is an instance of decides.
+_STATUS: list[tuple[type[AgentboxError], int, str]] = [
+    (NotFound, 404, "invalid_request_error"),
+    (InvalidRequest, 400, "invalid_request_error"),
+    (Unauthorized, 401, "invalid_request_error"),
+    (Conflict, 400, "invalid_request_error"),
+    (SandboxUnavailable, 503, "server_error"),
+    (SandboxError, 500, "server_error"),
+    (ModelError, 502, "server_error"),
+]
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _agentbox_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentboxError)
+    for cls, status, type_ in _STATUS:
+        if isinstance(exc, cls):
+            code = exc.code or ("invalid_api_key" if status == 401 else None)
+            return JSONResponse(error_body(exc.message, type_, exc.param, code), status_code=status)
+    return _unexpected(_request, exc)
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    param = ".".join(location) or None
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        message = "We could not parse the JSON body of your request. The body must be valid JSON."
+        param = None
+    elif kind == "missing":
+        message = f"Missing required parameter: '{param}'."
+    else:
+        message = (
+            f"Invalid value for '{param}': {first.get('msg', 'invalid')}." if param else str(first.get("msg"))
+        )
+    return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    message = {404: "Unknown request URL.", 405: "Method not allowed for this URL."}.get(
+        exc.status_code, str(exc.detail)
+    )
+    return JSONResponse(
+        error_body(f"{message} ({_request.method} {_request.url.path})", "invalid_request_error"),
+        status_code=exc.status_code,
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = new_id("req_")
+    log.error("request %s %s %s failed", request_id, request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        error_body(
+            f"The server had an error processing your request (request id {request_id}).", "server_error"
+        ),
+        status_code=500,
+        headers={"x-request-id": request_id},
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AgentboxError, _agentbox_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,101 @@
+"""/files: upload, list, retrieve, delete and download."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import unicodedata
+import urllib.parse
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import FileResponse
+
+from agentbox.api import wire
+from agentbox.api.deps import BlobsDep, StoreDep
+from agentbox.api.listing import ListDep
+from agentbox.errors import InvalidRequest, NotFound
+from agentbox.ids import new_id, now
+from agentbox.store.records import FileRecord
+
+router = APIRouter(tags=["files"])
+
+UPLOAD_PURPOSES = {"assistants", "vision", "user_data", "batch", "fine-tune", "evals"}
+
+
+def clean_filename(raw: str | None) -> str:
+    """The stored name: the last path component, NFC, no control characters."""
+    if not raw:
+        raise InvalidRequest("The uploaded file has no filename.", param="file")
+    if "\x00" in raw:
+        raise InvalidRequest("The filename must not contain NUL characters.", param="file")
+    name = unicodedata.normalize("NFC", raw.replace("\\", "/").rsplit("/", 1)[-1])
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise InvalidRequest("The filename must not contain control characters.", param="file")
+    if name in ("", ".", ".."):
+        raise InvalidRequest(f"'{raw}' is not a usable filename.", param="file")
+    if len(name.encode()) > 255:
+        raise InvalidRequest("The filename is longer than 255 bytes.", param="file")
+    return name
+
+
+def content_disposition(filename: str) -> str:
+    """RFC 6266: an ASCII fallback plus the exact UTF-8 name, so no header injection is possible."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+
+
+@router.post("/files")
+async def upload_file(
+    store: StoreDep,
+    blobs: BlobsDep,
+    file: Annotated[UploadFile, File()],
+    purpose: Annotated[str, Form()],
+) -> dict[str, Any]:
+    if purpose not in UPLOAD_PURPOSES:
+        raise InvalidRequest(
+            f"Invalid purpose '{purpose}'; expected one of {', '.join(sorted(UPLOAD_PURPOSES))}.",
+            param="purpose",
+        )
+    filename = clean_filename(file.filename)
+    file_id = new_id("file-")
+    path, size = await blobs.save_stream(file_id, file.file)
+    record = await store.add(
+        FileRecord(id=file_id, created_at=now(), filename=filename, size=size, purpose=purpose, path=path)
+    )
+    return wire.file_object(record)
+
+
+@router.get("/files")
+async def list_files(
+    store: StoreDep, page: ListDep, purpose: Annotated[str | None, Query()] = None
+) -> dict[str, Any]:
+    found = await store.page(
+        FileRecord, limit=page.limit, order=page.order, after=page.after, before=page.before, purpose=purpose
+    )
+    return wire.list_object(found, wire.file_object)
+
+
+@router.get("/files/{file_id}")
+async def retrieve_file(store: StoreDep, file_id: str) -> dict[str, Any]:
+    return wire.file_object(await store.get(FileRecord, file_id))
+
+
+@router.delete("/files/{file_id}")
+async def delete_file(store: StoreDep, blobs: BlobsDep, file_id: str) -> dict[str, Any]:
+    record = await store.get(FileRecord, file_id)
+    await store.remove(FileRecord, file_id)
+    await blobs.delete(record.path)
+    return wire.deleted_object(file_id, "file")
+
+
+@router.get("/files/{file_id}/content", response_class=FileResponse)
+async def download_file(store: StoreDep, blobs: BlobsDep, file_id: str) -> FileResponse:
+    record = await store.get(FileRecord, file_id)
+    path = blobs.path_of(record.path)
+    if not os.path.exists(path):
+        raise NotFound(f"The content of file '{file_id}' is no longer on the server.")
+    media_type = mimetypes.guess_type(record.filename)[0] or "application/octet-stream"
+    return FileResponse(
+        path, media_type=media_type, headers={"Content-Disposition": content_disposition(record.filename)}
+    )

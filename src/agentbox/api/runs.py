@@ -1,0 +1,142 @@
+"""/threads/{thread_id}/runs and /threads/runs: create, list, retrieve, update, cancel, steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from agentbox.api import wire
+from agentbox.api.deps import EngineDep, StoreDep
+from agentbox.api.listing import ListDep
+from agentbox.api.messages import message_record
+from agentbox.api.schemas import CreateRun, CreateThread, CreateThreadAndRun, UpdateMetadata
+from agentbox.api.threads import create_thread_record
+from agentbox.engine.runs import RunEngine, RunRequest
+from agentbox.errors import InvalidRequest
+from agentbox.store.database import Store
+from agentbox.store.records import RunRecord, StepRecord, ThreadRecord
+
+router = APIRouter(tags=["runs"])
+
+# openai-python's poller honours this header; without it it sleeps a full second between polls.
+POLL_AFTER_MS = "100"
+
+_OPTION_FIELDS = (
+    "temperature",
+    "top_p",
+    "max_prompt_tokens",
+    "max_completion_tokens",
+    "truncation_strategy",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+)
+
+
+def _refuse_stream(body: CreateRun) -> None:
+    if body.stream:
+        raise InvalidRequest(
+            "Streaming runs (stream: true) are not available yet in this agentbox version; "
+            "create the run without stream and poll it.",
+            param="stream",
+        )
+
+
+async def _start_run(store: Store, engine: RunEngine, thread_id: str, body: CreateRun) -> RunRecord:
+    extra = [
+        await message_record(store, thread_id, m, f"additional_messages[{i}]")
+        for i, m in enumerate(body.additional_messages or [])
+    ]
+    options = {
+        name: _plain(getattr(body, name)) for name in _OPTION_FIELDS if getattr(body, name) is not None
+    }
+    return await engine.create(
+        RunRequest(
+            thread_id=thread_id,
+            assistant_id=body.assistant_id,
+            model=body.model,
+            instructions=body.instructions,
+            additional_instructions=body.additional_instructions,
+            additional_messages=tuple(extra),
+            tools=[t.model_dump(exclude_none=True) for t in body.tools] if body.tools is not None else None,
+            metadata=body.metadata,
+            options=options,
+        )
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(
+    store: StoreDep, engine: EngineDep, response: Response, thread_id: str, body: CreateRun
+) -> dict[str, Any]:
+    await store.get(ThreadRecord, thread_id)
+    _refuse_stream(body)
+    run = await _start_run(store, engine, thread_id, body)
+    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return wire.run_object(run)
+
+
+@router.post("/threads/runs")
+async def create_thread_and_run(
+    store: StoreDep, engine: EngineDep, response: Response, body: CreateThreadAndRun
+) -> dict[str, Any]:
+    _refuse_stream(body)
+    thread = await create_thread_record(store, body.thread or CreateThread())
+    run = await _start_run(store, engine, thread.id, body)
+    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return wire.run_object(run)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(store: StoreDep, thread_id: str, page: ListDep) -> dict[str, Any]:
+    await store.get(ThreadRecord, thread_id)
+    found = await store.page(
+        RunRecord,
+        limit=page.limit,
+        order=page.order,
+        after=page.after,
+        before=page.before,
+        thread_id=thread_id,
+    )
+    return wire.list_object(found, wire.run_object)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def retrieve_run(store: StoreDep, response: Response, thread_id: str, run_id: str) -> dict[str, Any]:
+    run = await store.get(RunRecord, run_id, thread_id=thread_id)
+    if run.status.is_active:
+        response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return wire.run_object(run)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}")
+async def update_run(store: StoreDep, thread_id: str, run_id: str, body: UpdateMetadata) -> dict[str, Any]:
+    await store.get(RunRecord, run_id, thread_id=thread_id)
+    if body.metadata is None:
+        return wire.run_object(await store.get(RunRecord, run_id))
+    return wire.run_object(await store.change(RunRecord, run_id, metadata=body.metadata))
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(engine: EngineDep, thread_id: str, run_id: str) -> dict[str, Any]:
+    return wire.run_object(await engine.cancel(thread_id, run_id))
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/steps")
+async def list_steps(store: StoreDep, thread_id: str, run_id: str, page: ListDep) -> dict[str, Any]:
+    await store.get(RunRecord, run_id, thread_id=thread_id)
+    found = await store.page(
+        StepRecord, limit=page.limit, order=page.order, after=page.after, before=page.before, run_id=run_id
+    )
+    return wire.list_object(found, wire.step_object)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def retrieve_step(store: StoreDep, thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
+    await store.get(RunRecord, run_id, thread_id=thread_id)
+    return wire.step_object(await store.get(StepRecord, step_id, run_id=run_id))

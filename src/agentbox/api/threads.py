@@ -1,0 +1,73 @@
+"""/threads: create (with initial messages), retrieve, update, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from agentbox.api import wire
+from agentbox.api.assistants import checked_file_ids
+from agentbox.api.deps import SandboxDep, StoreDep
+from agentbox.api.messages import message_record
+from agentbox.api.schemas import CreateThread, UpdateThread
+from agentbox.errors import Conflict
+from agentbox.ids import new_id, now
+from agentbox.store.database import Store
+from agentbox.store.records import ThreadRecord
+
+router = APIRouter(tags=["threads"])
+
+
+async def create_thread_record(store: Store, body: CreateThread) -> ThreadRecord:
+    thread = ThreadRecord(
+        id=new_id("thread_"),
+        created_at=now(),
+        file_ids=await checked_file_ids(
+            store, body.tool_resources, "tool_resources.code_interpreter.file_ids"
+        ),
+        metadata=body.metadata or {},
+    )
+    messages = [
+        await message_record(store, thread.id, m, f"messages[{i}]") for i, m in enumerate(body.messages)
+    ]
+    await store.add(thread)
+    for message in messages:
+        await store.add(message)
+    return thread
+
+
+@router.post("/threads")
+async def create_thread(store: StoreDep, body: CreateThread | None = None) -> dict[str, Any]:
+    return wire.thread_object(await create_thread_record(store, body or CreateThread()))
+
+
+@router.get("/threads/{thread_id}")
+async def retrieve_thread(store: StoreDep, thread_id: str) -> dict[str, Any]:
+    return wire.thread_object(await store.get(ThreadRecord, thread_id))
+
+
+@router.post("/threads/{thread_id}")
+async def update_thread(store: StoreDep, thread_id: str, body: UpdateThread) -> dict[str, Any]:
+    current = await store.get(ThreadRecord, thread_id)
+    changes: dict[str, Any] = {}
+    if body.metadata is not None:
+        changes["metadata"] = body.metadata
+    if body.tool_resources is not None:
+        changes["file_ids"] = await checked_file_ids(
+            store, body.tool_resources, "tool_resources.code_interpreter.file_ids"
+        )
+    if not changes:
+        return wire.thread_object(current)
+    return wire.thread_object(await store.change(ThreadRecord, thread_id, **changes))
+
+
+@router.delete("/threads/{thread_id}")
+async def delete_thread(store: StoreDep, sandbox: SandboxDep, thread_id: str) -> dict[str, Any]:
+    await store.get(ThreadRecord, thread_id)
+    active = await store.active_run(thread_id)
+    if active is not None:
+        raise Conflict(f"Can't delete {thread_id} while a run {active.id} is active.", param="thread_id")
+    await store.remove_thread(thread_id)
+    await sandbox.close(thread_id)
+    return wire.deleted_object(thread_id, "thread.deleted")

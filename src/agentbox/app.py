@@ -1,0 +1,67 @@
+"""The composition root: builds store, blobs, model, sandbox and engine, and mounts the API."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from agentbox.api import assistants, errors, files, messages, runs, threads
+from agentbox.api.deps import require_key
+from agentbox.config import Settings
+from agentbox.engine.events import RunEvents
+from agentbox.engine.loop import AgentLoop, LoopLimits
+from agentbox.engine.runs import RunEngine
+from agentbox.llm.openai_compatible import OpenAICompatibleModel
+from agentbox.sandbox import SessionManager
+from agentbox.store.blobs import BlobStore
+from agentbox.store.database import Store
+
+MAX_UPLOAD_BYTES = 512 << 20
+
+
+def build_app(
+    settings: Settings, api_keys: frozenset[str], on_ready: Callable[[], None] | None = None
+) -> FastAPI:
+    data_dir = settings.data_dir.resolve()
+    store = Store(data_dir / "agentbox.sqlite3")
+    blobs = BlobStore(data_dir / "files", MAX_UPLOAD_BYTES)
+    model = OpenAICompatibleModel(settings.model_base_url, settings.model_api_key, settings.model_timeout_s)
+    sandbox = SessionManager(settings.sandbox_config())
+    events = RunEvents()
+    loop = AgentLoop(store, blobs, model, sandbox, events, LoopLimits(max_tool_steps=settings.max_tool_steps))
+    engine = RunEngine(store, loop, events)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store.migrate()
+        await sandbox.start()
+        try:
+            async with engine.open():
+                if on_ready is not None:
+                    on_ready()
+                yield
+        finally:
+            await sandbox.aclose()
+            await model.aclose()
+            store.close()
+
+    app = FastAPI(title="agentbox", version="0.1.0", lifespan=lifespan)
+    app.state.store = store
+    app.state.blobs = blobs
+    app.state.sandbox = sandbox
+    app.state.engine = engine
+    app.state.api_keys = api_keys
+    errors.install(app)
+
+    api = APIRouter(dependencies=[Depends(require_key)])
+    for module in (files, assistants, threads, messages, runs):
+        api.include_router(module.router)
+    app.include_router(api, prefix="/v1")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,86 @@
+"""`agentbox serve | doctor`: the command line, the only other reader of Settings besides config.py."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import socket
+import sys
+
+import uvicorn
+
+from agentbox.app import build_app
+from agentbox.config import Settings
+from agentbox.sandbox import SessionManager
+
+
+def _api_keys(settings: Settings) -> frozenset[str]:
+    """The configured keys; without any, one generated once and kept in the data dir."""
+    keys = settings.api_key_list()
+    if keys:
+        return frozenset(keys)
+    key_file = settings.data_dir / "api_key"
+    if key_file.exists():
+        key = key_file.read_text().strip()
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key = "sk-agentbox-" + secrets.token_urlsafe(24)
+        key_file.touch(mode=0o600)
+        key_file.write_text(key + "\n")
+    print(f"API key (from {key_file}): {key}", flush=True)
+    return frozenset([key])
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = Settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keys = _api_keys(settings)
+    # Bind first so port 0 works and the readiness line can name the real port.
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    port = sock.getsockname()[1]
+    url = f"http://{args.host}:{port}"
+    if not settings.model_base_url:
+        print("No model configured (AGENTBOX_MODEL_BASE_URL): runs will fail until one is set.", flush=True)
+
+    def ready() -> None:
+        print(f"agentbox ready at {url}/v1", flush=True)
+
+    app = build_app(settings, keys, on_ready=ready)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve(sockets=[sock]))
+    return 0
+
+
+def doctor(_args: argparse.Namespace) -> int:
+    settings = Settings()
+    manager = SessionManager(settings.sandbox_config())
+    weak = False
+    for name, in_force, detail in manager.isolation_report():
+        print(f"{'ok  ' if in_force else 'MISSING'} {name}: {detail}")
+        weak = weak or not in_force
+    if weak:
+        print("User code would run with weaker isolation than configured.")
+    return 1 if weak else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentbox", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the HTTP server")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.set_defaults(handler=serve)
+    doctor_cmd = commands.add_parser("doctor", help="say which sandbox isolation is in force")
+    doctor_cmd.set_defaults(handler=doctor)
+    args = parser.parse_args(argv)
+    result: int = args.handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""RunEngine: owns every run's task — creation, the one-active-run rule, cancel, expiry, recovery.
+
+    queued ──► in_progress ──► completed
+                    │      └──► failed (last_error)
+                    ├─ cancel ──► cancelling ──► cancelled
+                    └─ expires_at passes ──► expired
+
+A run is a task in the engine's task group; cancel and expiry are cancellation of that task, so the
+run belongs to the engine, never to the HTTP connection that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from agentbox.engine.events import DONE, RunEvents
+from agentbox.engine.loop import AgentLoop
+from agentbox.errors import Conflict
+from agentbox.ids import new_id, now
+from agentbox.store.database import Store
+from agentbox.store.records import AssistantRecord, MessageRecord, RunRecord, RunStatus, StepRecord
+
+log = logging.getLogger(__name__)
+
+_TERMINAL_STEP = {"completed", "failed", "cancelled", "expired"}
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    thread_id: str
+    assistant_id: str
+    model: str | None = None
+    instructions: str | None = None
+    additional_instructions: str | None = None
+    additional_messages: tuple[MessageRecord, ...] = ()
+    tools: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+    options: dict[str, Any] | None = None
+
+
+class RunEngine:
+    def __init__(self, store: Store, loop: AgentLoop, events: RunEvents, run_ttl_s: int = 600) -> None:
+        self._store = store
+        self._loop = loop
+        self.events = events
+        self._run_ttl_s = run_ttl_s
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._thread_locks: dict[str, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[RunEngine]:
+        """Run the engine: recover runs a crash left active, then own every run task until exit."""
+        await self._recover()
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            try:
+                yield self
+            finally:
+                for task in list(self._tasks.values()):
+                    task.cancel()
+                self._group = None
+
+    async def create(self, request: RunRequest) -> RunRecord:
+        """Create a queued run and start it. Conflict if the thread already has an active run."""
+        lock = self._thread_locks.setdefault(request.thread_id, asyncio.Lock())
+        async with lock:
+            active = await self._store.active_run(request.thread_id)
+            if active is not None:
+                raise Conflict(
+                    f"Thread {request.thread_id} already has an active run {active.id}.", param="thread_id"
+                )
+            assistant = await self._store.get(AssistantRecord, request.assistant_id)
+            for message in request.additional_messages:
+                await self._store.add(message)
+            created = now()
+            instructions = (
+                request.instructions if request.instructions is not None else assistant.instructions
+            )
+            options = dict(request.options or {})
+            if request.additional_instructions:
+                options["additional_instructions"] = request.additional_instructions
+            for key in ("temperature", "top_p"):
+                if options.get(key) is None and getattr(assistant, key) is not None:
+                    options[key] = getattr(assistant, key)
+            run = RunRecord(
+                id=new_id("run_"),
+                created_at=created,
+                thread_id=request.thread_id,
+                assistant_id=assistant.id,
+                status=RunStatus.QUEUED,
+                model=request.model or assistant.model,
+                instructions=instructions or "",
+                tools=request.tools if request.tools is not None else assistant.tools,
+                expires_at=created + self._run_ttl_s,
+                metadata=request.metadata or {},
+                options=options,
+            )
+            await self._store.add(run)
+        self.events.open(run.id)
+        await self.events.publish(run.id, "thread.run.created", run)
+        await self.events.publish(run.id, "thread.run.queued", run)
+        self._start(run)
+        return run
+
+    async def cancel(self, thread_id: str, run_id: str) -> RunRecord:
+        run = await self._store.get(RunRecord, run_id, thread_id=thread_id)
+        if not run.status.is_active or run.status is RunStatus.CANCELLING:
+            if run.status is RunStatus.CANCELLING:
+                return run
+            raise Conflict(f"Cannot cancel run with status '{run.status.value}'.", param="run_id")
+        run = await self._store.change(RunRecord, run.id, status=RunStatus.CANCELLING)
+        await self.events.publish(run.id, "thread.run.cancelling", run)
+        task = self._tasks.get(run.id)
+        if task is not None:
+            task.cancel()
+        else:
+            run = await self._finish_cancelled(run)
+        return run
+
+    async def wait(self, run_id: str) -> None:
+        """Return once the run's task has ended (for tests and shutdown)."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.wait({task})
+
+    def _start(self, run: RunRecord) -> None:
+        if self._group is None:
+            raise RuntimeError("RunEngine.open() must be entered before runs are created.")
+        self._tasks[run.id] = self._group.create_task(self._supervise(run), name=f"run {run.id}")
+
+    async def _supervise(self, run: RunRecord) -> None:
+        deadline = asyncio.get_running_loop().time() + max(0, (run.expires_at or now()) - now())
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._loop.run(run)
+        except TimeoutError:
+            await self._end_steps(run, "expired")
+            expired = await self._store.change(RunRecord, run.id, status=RunStatus.EXPIRED)
+            await self.events.publish(run.id, "thread.run.expired", expired)
+        except asyncio.CancelledError:
+            current = await self._store.get(RunRecord, run.id)
+            if current.status is RunStatus.CANCELLING:
+                await self._finish_cancelled(current)
+            else:
+                raise  # shutdown, not a user's cancel: let the group end
+        except Exception:
+            # The supervisor is the one place an unexpected error of a run is caught: the run must
+            # end failed (never stay in_progress), and the details go to the log, not the client.
+            log.exception("run %s crashed", run.id)
+            failed = await self._store.change(
+                RunRecord,
+                run.id,
+                status=RunStatus.FAILED,
+                failed_at=now(),
+                last_error={
+                    "code": "server_error",
+                    "message": "agentbox hit an internal error; see the server log.",
+                },
+            )
+            await self.events.publish(run.id, "thread.run.failed", failed)
+        finally:
+            self._tasks.pop(run.id, None)
+            await self.events.publish(run.id, DONE)
+
+    async def _finish_cancelled(self, run: RunRecord) -> RunRecord:
+        await self._end_steps(run, "cancelled")
+        run = await self._store.change(RunRecord, run.id, status=RunStatus.CANCELLED, cancelled_at=now())
+        await self.events.publish(run.id, "thread.run.cancelled", run)
+        return run
+
+    async def _end_steps(self, run: RunRecord, status: str) -> None:
+        for step in await self._store.all(StepRecord, run_id=run.id):
+            if step.status not in _TERMINAL_STEP:
+                stamp = {"cancelled": {"cancelled_at": now()}, "expired": {}}.get(status, {})
+                await self._store.change(StepRecord, step.id, status=status, **stamp)
+
+    async def _recover(self) -> None:
+        """Runs that were active when the server stopped can't resume: end them, failed, with a reason."""
+        stale = [RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.CANCELLING]
+        for run in await self._store.runs_with_status(stale):
+            await self._end_steps(run, "failed")
+            await self._store.change(
+                RunRecord,
+                run.id,
+                status=RunStatus.FAILED,
+                failed_at=now(),
+                last_error={
+                    "code": "server_error",
+                    "message": "The server restarted while this run was active.",
+                },
+            )

@@ -1,0 +1,39 @@
+"""The narrow configuration a sandbox backend and its session manager need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    sessions_dir: Path
+    """Host directory under which each session gets its own directory (its /mnt/data lives there)."""
+    runtime_dir: Path
+    """The sandbox's Python virtual environment (made from Debian's /usr/bin/python3), bound read-only."""
+    exec_timeout_s: float = 60.0
+    """Wall clock per cell; past it the cell is interrupted with a real SIGINT."""
+    interrupt_grace_s: float = 3.0
+    """How long an interrupted cell may take to stop before the whole session is killed."""
+    output_limit_bytes: int = 100_000
+    """stdout+stderr kept per cell; the rest is dropped with a marker and the true size reported."""
+    max_images_per_cell: int = 20
+    session_disk_mb: int = 512
+    """Size of the session's /mnt/data filesystem (ENOSPC past it)."""
+    tmp_size_mb: int = 256
+    memory_mb: int = 1024
+    uid_base: int = 1_200_000
+    """Sessions run as unprivileged host uids uid_base, uid_base+1, …, one per live session."""
+    allow_weak: bool = False
+    """Allow running with weaker isolation than configured (e.g. not root: no setpriv, no per-session fs)."""
+    pids_max: int = 256
+    """Processes and threads of one session (cgroup pids.max; also its uid's RLIMIT_NPROC)."""
+    cpus: float | None = None
+    """CPU share of one session (cgroup CFS quota), None for no cap."""
+    max_sessions: int = 1000
+    """Live sessions at once; each holds one host uid from uid_base on."""
+    start_timeout_s: float = 30.0
+    """Time a new kernel gets to import its libraries and say hello."""
+    stage_dir: Path = Path("/run/agentbox-stage")
+    """An empty host directory each kernel's private mount namespace covers with its staging tmpfs."""

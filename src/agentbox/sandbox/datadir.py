@@ -1,0 +1,193 @@
+"""A session's /mnt/data on the host: its size-limited filesystem, input files, scans and reads.
+
+Everything here blocks; the session manager calls it through asyncio.to_thread. Paths inside the
+directory are walked with openat-style calls and O_NOFOLLOW, because the sandboxed user owns
+its contents and may plant symlinks, FIFOs or devices there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from agentbox.errors import InvalidRequest, NotFound, SandboxError
+from agentbox.sandbox.names import relative_parts
+
+SCAN_MAX_ENTRIES = 1000
+SCAN_MAX_DEPTH = 8
+COPY_CHUNK = 1 << 20
+
+Snapshot = dict[str, tuple[int, int, int]]
+"""name relative to /mnt/data → (size, mtime_ns, inode) of a regular file."""
+
+
+def mount_session_fs(path: Path, name: str, size_mb: int, uid: int) -> None:
+    """Create `path` and mount a tmpfs of size_mb on it owned by uid (ENOSPC past the size)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    options = f"size={size_mb}m,mode=0700,uid={uid},gid={uid},nosuid,nodev"
+    _run(["mount", "-t", "tmpfs", "-o", options, f"agentbox-{name}", str(path)])
+
+
+def make_plain_dir(path: Path, uid: int | None) -> None:
+    """The weak fallback: an ordinary directory, no size limit."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if uid is not None:
+        os.chown(path, uid, uid)
+
+
+def remove_session_fs(path: Path) -> None:
+    """Unmount (if mounted) and delete the session directory; missing is fine."""
+    if is_mountpoint(path):
+        try:
+            _run(["umount", str(path)])
+        except SandboxError:
+            _run(["umount", "--lazy", str(path)])  # a straggler still holds it: detach now, freed later
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
+
+
+def is_mountpoint(path: Path) -> bool:
+    target = os.fsencode(path).replace(b" ", b"\\040")
+    with open("/proc/self/mountinfo", "rb") as f:
+        return any(line.split(b" ")[4] == target for line in f)
+
+
+def mounts_under(root: Path) -> list[Path]:
+    """Mount points strictly below root, deepest first (for sweeping after a crash)."""
+    prefix = os.fsencode(root).rstrip(b"/") + b"/"
+    found = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            point = line.split(b" ")[4].replace(b"\\040", b" ")
+            if point.startswith(prefix):
+                found.append(Path(os.fsdecode(point)))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def place_file(data_dir: Path, name: str, source: Path, uid: int | None) -> None:
+    """Copy source to data_dir/name (one component), owned by the session uid."""
+    (name_part,) = relative_parts(name)
+    dir_fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            out_fd = os.open(name_part, flags, 0o644, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                raise
+            # The user put a symlink, FIFO or directory under that name: the upload wins.
+            _remove_entry(dir_fd, name_part)
+            out_fd = os.open(name_part, flags, 0o644, dir_fd=dir_fd)
+        try:
+            if not stat.S_ISREG(os.fstat(out_fd).st_mode):
+                raise SandboxError(f"cannot place {name_part!r}: not a regular file")
+            with open(source, "rb") as src:
+                while chunk := src.read(COPY_CHUNK):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out_fd, view) :]
+            if uid is not None:
+                os.fchown(out_fd, uid, uid)
+        finally:
+            os.close(out_fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise SandboxError(f"{name!r} does not fit in the session's /mnt/data") from exc
+        raise SandboxError(f"cannot place {name!r} in /mnt/data: {exc.strerror}") from exc
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_entry(dir_fd: int, name: str) -> None:
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISDIR(st.st_mode):
+        raise SandboxError(f"cannot place {name!r}: a directory of that name exists")
+    os.unlink(name, dir_fd=dir_fd)
+
+
+def snapshot(data_dir: Path) -> Snapshot:
+    """Regular files under data_dir (lstat, no symlink followed), bounded in entries and depth."""
+    found: Snapshot = {}
+    seen = 0
+    for rel, st in _walk(data_dir, "", 0):
+        seen += 1
+        if seen > SCAN_MAX_ENTRIES:
+            break
+        if stat.S_ISREG(st.st_mode):
+            found[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return found
+
+
+def _walk(base: Path, prefix: str, depth: int) -> Iterator[tuple[str, os.stat_result]]:
+    try:
+        with os.scandir(base / prefix if prefix else base) as entries:
+            for entry in entries:
+                rel = f"{prefix}/{entry.name}" if prefix else entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # vanished while we looked
+                yield rel, st
+                if stat.S_ISDIR(st.st_mode) and depth < SCAN_MAX_DEPTH:
+                    yield from _walk(base, rel, depth + 1)
+    except OSError:
+        return
+
+
+def changed(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
+    return tuple(sorted(name for name, sig in after.items() if before.get(name) != sig))
+
+
+def read_file(data_dir: Path, name: str, max_bytes: int) -> bytes:
+    """Bytes of data_dir/name: regular file, no symlink on the way, never blocking on a FIFO.
+
+    Raises NotFound for anything else, InvalidRequest when the file is larger than max_bytes.
+    """
+    try:
+        parts = relative_parts(name)
+    except ValueError as exc:
+        raise NotFound(f"no file {name!r} in /mnt/data") from exc
+    fds: list[int] = []
+    try:
+        fds.append(os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
+        for part in parts[:-1]:
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            fds.append(os.open(part, flags, dir_fd=fds[-1]))
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        fd = os.open(parts[-1], flags, dir_fd=fds[-1])
+        fds.append(fd)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"{name!r} in /mnt/data is not a regular file")
+        if st.st_size > max_bytes:
+            raise InvalidRequest(f"{name!r} is {st.st_size} bytes, more than the {max_bytes} allowed")
+        chunks = []
+        total = 0
+        while chunk := os.read(fd, min(COPY_CHUNK, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise InvalidRequest(f"{name!r} grew past the {max_bytes} bytes allowed")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise NotFound(f"no readable file {name!r} in /mnt/data") from exc
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
+
+
+def _run(argv: list[str]) -> None:
+    """Run a short mount-type command; translate its failure into SandboxError."""
+    try:
+        done = subprocess.run(argv, capture_output=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxError(f"{argv[0]} failed: {exc}") from exc
+    if done.returncode != 0:
+        detail = done.stderr.decode("utf-8", "replace").strip()
+        raise SandboxError(f"{argv[0]} failed: {detail}")

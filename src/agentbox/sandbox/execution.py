@@ -1,0 +1,38 @@
+"""The values the session manager hands the engine: one cell's outcome and an input file."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ExecutionStatus(enum.Enum):
+    OK = "ok"
+    ERROR = "error"  # user code raised
+    TIMEOUT = "timeout"  # interrupted at the deadline, state kept
+    KILLED = "killed"  # session killed (grace expired, kernel died/crashed/exited, OOM): variables lost, files kept
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    status: ExecutionStatus
+    logs: str
+    """stdout+stderr as produced, then the traceback, the last expression's repr, and for
+    TIMEOUT/KILLED a sentence saying what happened; cut at the output limit with a marker line."""
+    images: tuple[bytes, ...]
+    """PNG bytes of each figure the cell displayed, else image files it wrote to /mnt/data."""
+    changed_files: tuple[str, ...]
+    """Names relative to /mnt/data of regular files the cell created or modified (server-side scan)."""
+    restarted: bool
+    """The cell ran in a fresh kernel although an earlier kernel of this session existed."""
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    name: str
+    """Final file name inside /mnt/data (the caller has sanitised and de-duplicated it)."""
+    source: Path
+    """Host path of the stored bytes; only read."""
+    file_id: str

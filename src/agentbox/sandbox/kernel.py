@@ -1,0 +1,256 @@
+"""One running executor seen from the server: start it, run a cell under the timeout ladder, kill it.
+
+    run(code):  exec ──end──▶ Reply
+                  │ deadline
+                  ▼
+                interrupt ──end within grace──▶ Reply(interrupted=True)   (state kept)
+                  │ grace expired
+                  ▼
+                kill ──▶ KernelGone("...")                                (state lost)
+
+A stream that ends before the end frame (exit, crash, OOM) is KernelGone as well. The server
+never trusts the executor's word beyond bytes: frames are type-checked and capped here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentbox.errors import InvalidRequest, ProtocolError, SandboxUnavailable
+from agentbox.sandbox.inside import frames
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+READ_CHUNK = 1 << 16
+STDERR_KEEP = 4096
+
+
+class KernelGone(Exception):
+    """The executor stopped before finishing the cell; `reason` is a sentence for the user."""
+
+    def __init__(self, reason: str, output: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.output = output
+
+
+@dataclass(slots=True)
+class Reply:
+    status: str  # "ok" | "error"
+    output: str
+    output_bytes: int
+    traceback: str | None
+    images: list[bytes] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class Kernel:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, max_images: int, kill_tree: Callable[[], Awaitable[str | None]]
+    ) -> None:
+        self._proc = proc
+        self._decoder = frames.Decoder()
+        self._max_images = max_images
+        self._kill_tree = kill_tree  # kills every process of the session; returns an OOM note or None
+        self._next_id = 0
+        self._images: list[bytes] = []
+        self.pid = proc.pid
+
+    @classmethod
+    async def start(
+        cls,
+        argv: list[str],
+        *,
+        max_images: int,
+        start_timeout_s: float,
+        kill_tree: Callable[[], Awaitable[str | None]],
+    ) -> Kernel:
+        """Spawn the sandbox and wait for the executor's hello; SandboxUnavailable if it never comes."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},  # never the server's own environment
+                limit=frames.MAX_FRAME,
+            )
+        except OSError as exc:
+            raise SandboxUnavailable(f"cannot start the sandbox ({argv[0]}): {exc.strerror}") from exc
+        kernel = cls(proc, max_images, kill_tree)
+        try:
+            async with asyncio.timeout(start_timeout_s):
+                hello = await kernel._next_frame()
+        except (TimeoutError, KernelGone, ProtocolError) as exc:
+            detail = await kernel._stderr_tail()
+            await kernel.kill()
+            raise SandboxUnavailable(f"the sandbox did not start: {detail or exc}") from exc
+        if hello.get("op") != "hello" or hello.get("version") != frames.PROTOCOL_VERSION:
+            await kernel.kill()
+            raise ProtocolError(f"the executor greeted with {hello.get('op')!r} v{hello.get('version')!r}")
+        return kernel
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.returncode is None
+
+    async def run(self, code: str, timeout_s: float, grace_s: float) -> Reply:
+        """Run one cell under the ladder; raises KernelGone when the session had to die."""
+        self._next_id += 1
+        request_id = self._next_id
+        self._images = []
+        try:
+            await self._send({"op": "exec", "id": request_id, "code": code})
+        except frames.FrameError as exc:
+            raise InvalidRequest(f"the code is too large to send to the sandbox: {exc}") from exc
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                return await self._collect(request_id)
+        await self._send({"op": "interrupt", "id": request_id})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                reply = await self._collect(request_id)
+                reply.interrupted = True
+                return reply
+        await self.kill()
+        raise KernelGone(
+            f"The session was killed: the cell ran past {timeout_s:g} s and did not stop within "
+            f"{grace_s:g} s of an interrupt; variables were lost, files in /mnt/data were kept."
+        )
+
+    async def ping(self, timeout_s: float = 5.0) -> bool:
+        """Liveness as an answer over the pipe, not a pid check (only between cells)."""
+        self._next_id += 1
+        try:
+            await self._send({"op": "ping", "id": self._next_id})
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    frame = await self._next_frame()
+                    if frame.get("op") == "pong" and frame.get("id") == self._next_id:
+                        return True
+        except (TimeoutError, KernelGone, ProtocolError):
+            return False
+
+    async def kill(self) -> str | None:
+        """Kill every process of the session and reap ours; returns an OOM note if that was the cause."""
+        note = await self._kill_tree()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        for stream in (self._proc.stdin,):
+            if stream is not None:
+                stream.close()
+        await self._proc.wait()
+        return note
+
+    async def _collect(self, request_id: int) -> Reply:
+        while True:
+            frame = await self._next_frame()
+            if frame.get("id") != request_id:
+                continue  # late frames of an earlier, interrupted cell
+            op = frame["op"]
+            if op == "image":
+                self._take_image(frame)
+            elif op == "end":
+                return await self._finish(frame)
+
+    async def _finish(self, frame: dict[str, Any]) -> Reply:
+        status = frame.get("status")
+        output = _text(frame.get("output"))
+        output_bytes = frame.get("output_bytes")
+        if not isinstance(output_bytes, int) or output_bytes < 0:
+            output_bytes = len(output.encode())
+        tb = frame.get("traceback")
+        if status == "exited":
+            code = frame.get("exit_code")
+            await self.kill()
+            raise KernelGone(
+                f"The kernel exited (status {code if isinstance(code, int) else '?'}); "
+                "variables were lost, files in /mnt/data were kept.",
+                output,
+            )
+        if status not in ("ok", "error"):
+            raise ProtocolError(f"end frame with status {status!r}")
+        return Reply(status, output, output_bytes, tb if isinstance(tb, str) else None, self._images)
+
+    def _take_image(self, frame: dict[str, Any]) -> None:
+        if len(self._images) >= self._max_images or not isinstance(frame.get("png"), str):
+            return
+        try:
+            png = base64.b64decode(frame["png"], validate=True)
+        except (binascii.Error, ValueError):
+            return
+        if png.startswith(PNG_MAGIC):
+            self._images.append(png)
+
+    async def _send(self, obj: dict[str, Any]) -> None:
+        data = frames.encode(obj)
+        stdin = self._proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(data)
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise await self._gone() from exc
+
+    async def _next_frame(self) -> dict[str, Any]:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        while True:
+            try:
+                frame = self._decoder.next_frame()
+            except frames.FrameError as exc:
+                await self.kill()
+                raise ProtocolError(f"the executor broke the frame protocol: {exc}") from exc
+            if frame is not None:
+                return frame
+            data = await stdout.read(READ_CHUNK)  # cancellation-safe: nothing is consumed half-way
+            if not data:
+                raise await self._gone()
+            self._decoder.feed(data)
+
+    async def _gone(self) -> KernelGone:
+        # Let it finish dying on its own first, so the exit status is the real one, not our SIGKILL.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._proc.wait()
+        code = self._proc.returncode
+        note = await self.kill()
+        if note:
+            why = note
+        elif code is not None and code > 128:  # bwrap reports a child killed by signal N as 128+N
+            why = f"the kernel died of {_signal_name(code - 128)}"
+        elif code is not None and code < 0:
+            why = f"the kernel died of {_signal_name(-code)}"
+        else:
+            why = f"the kernel exited (status {code})"
+        return KernelGone(f"The session was killed: {why}; variables were lost, files in /mnt/data were kept.")
+
+    async def _stderr_tail(self) -> str:
+        stderr = self._proc.stderr
+        if stderr is None:
+            return ""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                data = await stderr.read(STDERR_KEEP)
+                return data.decode("utf-8", "replace").strip()
+        return ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+

@@ -1,0 +1,226 @@
+"""The store: typed records in SQLite through SQLAlchemy, off the event loop.
+
+Every public method is a coroutine that runs its SQL in a worker thread; SQLite serialises writers,
+and WAL mode lets readers (pollers) proceed while a run writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, Table, create_engine, delete, event, insert, select, update
+from sqlalchemy.engine import Connection
+
+from agentbox.errors import InvalidRequest, NotFound
+from agentbox.store import tables
+from agentbox.store.records import (
+    AssistantRecord,
+    FileRecord,
+    MessageRecord,
+    Page,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    ThreadRecord,
+)
+
+R = TypeVar("R")
+Order = Literal["asc", "desc"]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+_TABLE_OF: dict[type[Any], Table] = {
+    FileRecord: tables.files,
+    AssistantRecord: tables.assistants,
+    ThreadRecord: tables.threads,
+    MessageRecord: tables.messages,
+    RunRecord: tables.runs,
+    StepRecord: tables.run_steps,
+}
+_NOUN_OF: dict[type[Any], str] = {
+    FileRecord: "file",
+    AssistantRecord: "assistant",
+    ThreadRecord: "thread",
+    MessageRecord: "message",
+    RunRecord: "run",
+    StepRecord: "run step",
+}
+
+
+def _row_values(record: Any) -> dict[str, Any]:
+    values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    if isinstance(values.get("status"), RunStatus):
+        values["status"] = values["status"].value
+    return values
+
+
+def _to_record(cls: type[R], row: Mapping[str, Any]) -> R:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = {k: v for k, v in row.items() if k in names}
+    if cls is RunRecord:
+        values["status"] = RunStatus(values["status"])
+    return cls(**values)
+
+
+class Store:
+    def __init__(self, database_path: Path) -> None:
+        database_path.parent.mkdir(parents=True, exist_ok=True)
+        self._engine: Engine = create_engine(f"sqlite:///{database_path}")
+        event.listen(self._engine, "connect", _sqlite_pragmas)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent)."""
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        with self._engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    async def _run(self, work: Callable[[Connection], R]) -> R:
+        def in_thread() -> R:
+            with self._engine.begin() as connection:
+                return work(connection)
+
+        return await asyncio.to_thread(in_thread)
+
+    # -- generic operations ------------------------------------------------------------------
+
+    async def add(self, record: R) -> R:
+        table = _TABLE_OF[type(record)]
+        await self._run(lambda c: c.execute(insert(table).values(**_row_values(record))))
+        return record
+
+    async def get(self, cls: type[R], record_id: str, **scope: str) -> R:
+        """The record with this id, or NotFound; `scope` (e.g. thread_id=…) must match too."""
+        table = _TABLE_OF[cls]
+
+        def work(c: Connection) -> Mapping[str, Any] | None:
+            query = select(table).where(table.c.id == record_id)
+            for column, value in scope.items():
+                query = query.where(table.c[column] == value)
+            row = c.execute(query).mappings().first()
+            return dict(row) if row is not None else None
+
+        row = await self._run(work)
+        if row is None:
+            raise NotFound(f"No {_NOUN_OF[cls]} found with id '{record_id}'.")
+        return _to_record(cls, row)
+
+    async def change(self, cls: type[R], record_id: str, **values: Any) -> R:
+        """Update some fields and return the new record (NotFound if it is gone)."""
+        table = _TABLE_OF[cls]
+        stored = {k: (v.value if isinstance(v, RunStatus) else v) for k, v in values.items()}
+
+        def work(c: Connection) -> Mapping[str, Any] | None:
+            c.execute(update(table).where(table.c.id == record_id).values(**stored))
+            row = c.execute(select(table).where(table.c.id == record_id)).mappings().first()
+            return dict(row) if row is not None else None
+
+        row = await self._run(work)
+        if row is None:
+            raise NotFound(f"No {_NOUN_OF[cls]} found with id '{record_id}'.")
+        return _to_record(cls, row)
+
+    async def remove(self, cls: type[R], record_id: str) -> None:
+        table = _TABLE_OF[cls]
+        await self._run(lambda c: c.execute(delete(table).where(table.c.id == record_id)))
+
+    async def page(
+        self,
+        cls: type[R],
+        *,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+        **where: str | None,
+    ) -> Page[R]:
+        """One page of records, newest first by default; `after`/`before` are exclusive id cursors."""
+        table = _TABLE_OF[cls]
+
+        def cursor_seq(c: Connection, record_id: str, name: str) -> int:
+            seq = c.execute(select(table.c.seq).where(table.c.id == record_id)).scalar()
+            if seq is None:
+                raise InvalidRequest(
+                    f"No {_NOUN_OF[cls]} found with id '{record_id}' for '{name}'.", param=name
+                )
+            return int(seq)
+
+        def work(c: Connection) -> tuple[list[dict[str, Any]], bool]:
+            query = select(table)
+            for column, value in where.items():
+                if value is not None:
+                    query = query.where(table.c[column] == value)
+            if after is not None:
+                seq = cursor_seq(c, after, "after")
+                query = query.where(table.c.seq > seq if order == "asc" else table.c.seq < seq)
+            if before is not None:
+                seq = cursor_seq(c, before, "before")
+                query = query.where(table.c.seq < seq if order == "asc" else table.c.seq > seq)
+            query = query.order_by(table.c.seq.asc() if order == "asc" else table.c.seq.desc())
+            rows = [dict(r) for r in c.execute(query.limit(limit + 1)).mappings()]
+            return rows[:limit], len(rows) > limit
+
+        rows, has_more = await self._run(work)
+        return Page([_to_record(cls, r) for r in rows], has_more)
+
+    async def all(self, cls: type[R], **where: str) -> list[R]:
+        """Every matching record, oldest first (for building a model prompt)."""
+        table = _TABLE_OF[cls]
+
+        def work(c: Connection) -> list[dict[str, Any]]:
+            query = select(table)
+            for column, value in where.items():
+                query = query.where(table.c[column] == value)
+            return [dict(r) for r in c.execute(query.order_by(table.c.seq.asc())).mappings()]
+
+        return [_to_record(cls, r) for r in await self._run(work)]
+
+    async def active_run(self, thread_id: str) -> RunRecord | None:
+        active = [s.value for s in RunStatus if s.is_active]
+        table = tables.runs
+
+        def work(c: Connection) -> dict[str, Any] | None:
+            query = select(table).where(table.c.thread_id == thread_id, table.c.status.in_(active))
+            row = c.execute(query.limit(1)).mappings().first()
+            return dict(row) if row is not None else None
+
+        row = await self._run(work)
+        return _to_record(RunRecord, row) if row is not None else None
+
+    async def runs_with_status(self, statuses: list[RunStatus]) -> list[RunRecord]:
+        table = tables.runs
+
+        def work(c: Connection) -> list[dict[str, Any]]:
+            query = select(table).where(table.c.status.in_([s.value for s in statuses]))
+            return [dict(r) for r in c.execute(query).mappings()]
+
+        return [_to_record(RunRecord, r) for r in await self._run(work)]
+
+    async def remove_thread(self, thread_id: str) -> None:
+        """Delete a thread with its messages, runs and steps, in one transaction."""
+
+        def work(c: Connection) -> None:
+            c.execute(delete(tables.run_steps).where(tables.run_steps.c.thread_id == thread_id))
+            c.execute(delete(tables.runs).where(tables.runs.c.thread_id == thread_id))
+            c.execute(delete(tables.messages).where(tables.messages.c.thread_id == thread_id))
+            c.execute(delete(tables.threads).where(tables.threads.c.id == thread_id))
+
+        await self._run(work)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

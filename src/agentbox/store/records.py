@@ -1,0 +1,128 @@
+"""Plain values the store hands out; ORM rows never leave store/."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+Json = dict[str, Any]
+T = TypeVar("T")
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    REQUIRES_ACTION = "requires_action"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    EXPIRED = "expired"
+
+    @property
+    def is_active(self) -> bool:
+        return self in _ACTIVE
+
+
+_ACTIVE = {RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION, RunStatus.CANCELLING}
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    id: str
+    created_at: int
+    filename: str
+    size: int
+    purpose: str
+    path: str
+    """Location of the bytes relative to the blob root."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantRecord:
+    id: str
+    created_at: int
+    model: str
+    name: str | None = None
+    description: str | None = None
+    instructions: str | None = None
+    tools: list[Json] = field(default_factory=list)
+    file_ids: list[str] = field(default_factory=list)
+    """Files given to the code interpreter (tool_resources.code_interpreter.file_ids)."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    temperature: float | None = None
+    top_p: float | None = None
+    response_format: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRecord:
+    id: str
+    created_at: int
+    file_ids: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: str
+    created_at: int
+    thread_id: str
+    role: str
+    content: list[Json]
+    """Content parts in the Assistants shape (text with annotations, image_file, image_url)."""
+    status: str = "completed"
+    attachments: list[Json] = field(default_factory=list)
+    assistant_id: str | None = None
+    run_id: str | None = None
+    completed_at: int | None = None
+    incomplete_at: int | None = None
+    incomplete_reason: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    created_at: int
+    thread_id: str
+    assistant_id: str
+    status: RunStatus
+    model: str
+    instructions: str
+    tools: list[Json] = field(default_factory=list)
+    started_at: int | None = None
+    expires_at: int | None = None
+    cancelled_at: int | None = None
+    failed_at: int | None = None
+    completed_at: int | None = None
+    last_error: Json | None = None
+    usage: Json | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    options: Json = field(default_factory=dict)
+    """Everything else the client set (temperature, top_p, max tokens, tool_choice, …), kept as given."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    id: str
+    created_at: int
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    type: str
+    status: str
+    details: Json
+    completed_at: int | None = None
+    failed_at: int | None = None
+    cancelled_at: int | None = None
+    last_error: Json | None = None
+    usage: Json | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool

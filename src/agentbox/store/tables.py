@@ -1,0 +1,114 @@
+"""The SQL schema (SQLAlchemy Core); migrations/ creates and evolves it."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# Every table has an autoincrement `seq`: created_at has one-second resolution, and list order and
+# cursors must be exact even for objects made in the same second.
+
+files = Table(
+    "files",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("path", Text, nullable=False),
+)
+
+assistants = Table(
+    "assistants",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("name", Text),
+    Column("description", Text),
+    Column("instructions", Text),
+    Column("tools", JSON, nullable=False),
+    Column("file_ids", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("temperature", Float),
+    Column("top_p", Float),
+    Column("response_format", JSON),
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("file_ids", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("thread_id", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("content", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attachments", JSON, nullable=False),
+    Column("assistant_id", String(64)),
+    Column("run_id", String(64)),
+    Column("completed_at", Integer),
+    Column("incomplete_at", Integer),
+    Column("incomplete_reason", String(32)),
+    Column("metadata", JSON, nullable=False),
+    Index("ix_messages_thread", "thread_id", "seq"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("thread_id", String(64), nullable=False),
+    Column("assistant_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("instructions", Text, nullable=False),
+    Column("tools", JSON, nullable=False),
+    Column("started_at", Integer),
+    Column("expires_at", Integer),
+    Column("cancelled_at", Integer),
+    Column("failed_at", Integer),
+    Column("completed_at", Integer),
+    Column("last_error", JSON),
+    Column("usage", JSON),
+    Column("metadata", JSON, nullable=False),
+    Column("options", JSON, nullable=False),
+    Index("ix_runs_thread", "thread_id", "seq"),
+)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("thread_id", String(64), nullable=False),
+    Column("assistant_id", String(64), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("completed_at", Integer),
+    Column("failed_at", Integer),
+    Column("cancelled_at", Integer),
+    Column("last_error", JSON),
+    Column("usage", JSON),
+    Index("ix_steps_run", "run_id", "seq"),
+)

@@ -1,0 +1,190 @@
+"""The scripted model: a real HTTP server speaking OpenAI chat completions, replies scripted per test.
+
+It is the one test double agentbox allows (a hosted model is a paid outside service). Each test
+queues replies — a code tool call, plain text, or a function of the conversation so far — and
+can read back every request the server received.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Messages = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Code:
+    """Reply with a call of agentbox's code tool."""
+
+    code: str
+    tool: str = "python"
+
+
+@dataclass(frozen=True)
+class Text:
+    """Reply with a final answer."""
+
+    text: str
+
+
+Reply = Code | Text | Callable[[Messages], "Code | Text"]
+
+
+def last_tool_output(messages: Messages) -> str:
+    """The content of the newest tool result in a conversation (what the sandbox answered)."""
+    for message in reversed(messages):
+        if message.get("role") == "tool":
+            return str(message.get("content", ""))
+    raise AssertionError("the conversation has no tool result yet")
+
+
+class ScriptedModel:
+    def __init__(self) -> None:
+        self._replies: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> ScriptedModel:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies.extend(replies)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._replies.clear()
+            self.requests.clear()
+
+    def _next_reply(self, body: dict[str, Any]) -> Code | Text:
+        with self._lock:
+            self.requests.append(body)
+            reply = (
+                self._replies.popleft() if self._replies else Text("(the scripted model has no reply left)")
+            )
+        return reply(body["messages"]) if callable(reply) else reply
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        model = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                if not self.path.endswith("/chat/completions"):
+                    self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+                    return
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+                reply = model._next_reply(body)
+                if body.get("stream"):
+                    self._stream(body, reply)
+                else:
+                    self._send_json(200, _completion(body, reply))
+
+            def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _stream(self, body: dict[str, Any], reply: Code | Text) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                for chunk in _chunks(body, reply):
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        return Handler
+
+
+_counter = iter(range(1, 1 << 30))
+
+
+def _message(reply: Code | Text) -> tuple[dict[str, Any], str]:
+    if isinstance(reply, Text):
+        return {"role": "assistant", "content": reply.text}, "stop"
+    call = {
+        "id": f"call_scripted{next(_counter)}",
+        "type": "function",
+        "function": {"name": reply.tool, "arguments": json.dumps({"code": reply.code})},
+    }
+    return {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
+
+
+def _usage(body: dict[str, Any]) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content") or "")) for m in body["messages"]) // 4 + 1
+    return {"prompt_tokens": prompt, "completion_tokens": 7, "total_tokens": prompt + 7}
+
+
+def _completion(body: dict[str, Any], reply: Code | Text) -> dict[str, Any]:
+    message, finish = _message(reply)
+    return {
+        "id": f"chatcmpl-{next(_counter)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "scripted"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": _usage(body),
+    }
+
+
+def _chunks(body: dict[str, Any], reply: Code | Text) -> list[dict[str, Any]]:
+    message, finish = _message(reply)
+    base = {
+        "id": f"chatcmpl-{next(_counter)}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", "scripted"),
+    }
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    if isinstance(reply, Text):
+        deltas += [{"content": reply.text[i : i + 8]} for i in range(0, len(reply.text), 8)]
+    else:
+        call = message["tool_calls"][0]
+        arguments = call["function"]["arguments"]
+        deltas.append(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
+        deltas += [
+            {"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 16]}}]}
+            for i in range(0, len(arguments), 16)
+        ]
+    chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    chunks.append(
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "usage": _usage(body)}
+    )
+    return chunks
