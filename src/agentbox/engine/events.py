@@ -7,6 +7,7 @@ values, never wire objects. A subscriber replays the log from the start, then fo
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,9 @@ class _RunLog:
     events: list[tuple[str, Any]] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     finished: bool = False
+
+    def has_more_than(self, count: int) -> bool:
+        return len(self.events) > count
 
 
 class RunEvents:
@@ -42,9 +46,8 @@ class RunEvents:
         index = start
         while True:
             async with log.changed:
-                seen = index
-                await log.changed.wait_for(lambda: len(log.events) > seen)
-                pending = log.events[seen:]
+                await log.changed.wait_for(functools.partial(log.has_more_than, index))
+                pending = log.events[index:]
             for name, payload in pending:
                 index += 1
                 yield name, payload

@@ -13,12 +13,13 @@ CODE_TOOL: dict[str, Any] = {
     "function": {
         "name": CODE_TOOL_NAME,
         "description": (
-            "Run Python code in a stateful sandbox (like a Jupyter notebook): variables persist "
-            "between calls of this conversation. The working directory is /mnt/data, where the user's files are "
-            "and where files for the user must be saved. There is no internet access. stdout, stderr, "
-            "the value of a last bare expression and any traceback come back as the result; matplotlib "
-            "figures that are shown or left open are displayed to the user. pandas, numpy, matplotlib, "
-            "seaborn, scipy, scikit-learn, openpyxl, python-docx, python-pptx, pypdf and Pillow are installed."
+            "Run Python code in a stateful sandbox (like a Jupyter notebook): variables persist between"
+            " calls of this conversation. The working directory is /mnt/data, where the user's files "
+            "are and where files for the user must be saved. There is no internet access. stdout, "
+            "stderr, the value of a last bare expression and any traceback come back as the result; "
+            "matplotlib figures that are shown or left open are displayed to the user. pandas, numpy, "
+            "matplotlib, seaborn, scipy, scikit-learn, openpyxl, python-docx, python-pptx, pypdf and "
+            "Pillow are installed."
         ),
         "parameters": {
             "type": "object",

@@ -1,0 +1,155 @@
+"""Client mistakes get a clear 4xx in the OpenAI error shape and lose nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import API_KEY
+from tests.live_server import LiveServer
+from tests.scripted_model import Code, ScriptedModel, Text
+
+
+@pytest.fixture
+def http(live_server: LiveServer) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=live_server.base_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
+        yield client
+
+
+def error_of(response: httpx.Response) -> dict[str, object]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/assistants/asst_nope"),
+        ("GET", "/threads/thread_nope"),
+        ("GET", "/files/file-nope"),
+        ("GET", "/files/file-nope/content"),
+        ("GET", "/threads/thread_nope/messages"),
+        ("DELETE", "/assistants/asst_nope"),
+        ("POST", "/threads/thread_nope/runs/run_nope/cancel"),
+    ],
+)
+def test_unknown_ids_are_404_in_openai_shape(http: httpx.Client, method: str, path: str) -> None:
+    response = http.request(method, path)
+    assert response.status_code == 404
+    error = error_of(response)
+    assert error["type"] == "invalid_request_error"
+    assert "nope" in str(error["message"])
+
+
+def test_the_sdk_raises_not_found(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.beta.threads.retrieve("thread_missing")
+    assert "No thread found with id 'thread_missing'." in str(caught.value)
+
+
+def test_malformed_json_is_400(http: httpx.Client) -> None:
+    # The published Azure REST sample's body: a missing colon after "tool_resources".
+    broken = (
+        '{"instructions": "x", "tools": [{"type": "code_interpreter"}], "model": "gpt-4o-mini", '
+        '"tool_resources"{ "code interpreter": {}}}'
+    )
+    response = http.post("/assistants", content=broken, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "could not parse the JSON body" in str(error_of(response)["message"])
+
+
+def test_missing_required_field_names_it(http: httpx.Client) -> None:
+    response = http.post("/assistants", json={"instructions": "no model"})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["param"] == "model"
+    assert error["message"] == "Missing required parameter: 'model'."
+
+
+def test_wrong_type_names_the_field(http: httpx.Client) -> None:
+    thread = http.post("/threads").json()
+    response = http.post(f"/threads/{thread['id']}/messages", json={"role": "robot", "content": "hi"})
+    assert response.status_code == 400
+    assert error_of(response)["param"] == "role"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"api-key": "wrong"}])
+def test_missing_or_wrong_key_is_401(live_server: LiveServer, headers: dict[str, str]) -> None:
+    response = httpx.get(f"{live_server.base_url}/assistants", headers=headers)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "invalid_api_key"
+
+
+def test_api_key_header_is_accepted(live_server: LiveServer) -> None:
+    response = httpx.get(f"{live_server.base_url}/assistants", headers={"api-key": API_KEY})
+    assert response.status_code == 200
+
+
+def test_unknown_file_in_tool_resources_is_400(http: httpx.Client) -> None:
+    body = {"model": "m", "tool_resources": {"code_interpreter": {"file_ids": ["file-missing"]}}}
+    response = http.post("/assistants", json=body)
+    assert response.status_code == 400
+    assert "file-missing" in str(error_of(response)["message"])
+
+
+def test_upload_without_purpose_or_file_is_400(http: httpx.Client) -> None:
+    no_purpose = http.post("/files", files={"file": ("a.csv", b"x,y\n1,2\n")})
+    assert no_purpose.status_code == 400 and error_of(no_purpose)["param"] == "purpose"
+    no_file = http.post("/files", data={"purpose": "assistants"})
+    assert no_file.status_code == 400 and error_of(no_file)["param"] == "file"
+    bad_purpose = http.post("/files", data={"purpose": "nonsense"}, files={"file": ("a.csv", b"x")})
+    assert bad_purpose.status_code == 400 and error_of(bad_purpose)["param"] == "purpose"
+
+
+def test_upload_name_is_reduced_to_a_safe_basename(http: httpx.Client) -> None:
+    response = http.post(
+        "/files", data={"purpose": "assistants"}, files={"file": ("../../etc/evil.csv", b"a\n")}
+    )
+    assert response.status_code == 200
+    assert response.json()["filename"] == "evil.csv"
+    content = http.get(f"/files/{response.json()['id']}/content")
+    assert content.content == b"a\n"
+    assert "filename*=UTF-8''evil.csv" in content.headers["content-disposition"]
+
+
+def test_second_run_on_a_busy_thread_is_400_and_nothing_is_lost(
+    client: openai.OpenAI, http: httpx.Client, scripted_model: ScriptedModel
+) -> None:
+    assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "wait a bit"}])
+    scripted_model.script(Code("import time\ntime.sleep(60)"), Text("done"))
+    first = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+
+    second = http.post(f"/threads/{thread.id}/runs", json={"assistant_id": assistant.id})
+    assert second.status_code == 400
+    assert first.id in str(error_of(second)["message"])
+    message = http.post(f"/threads/{thread.id}/messages", json={"role": "user", "content": "more"})
+    assert message.status_code == 400
+
+    cancelled = client.beta.threads.runs.cancel(thread_id=thread.id, run_id=first.id)
+    assert cancelled.status in ("cancelling", "cancelled")
+    final = client.beta.threads.runs.poll(thread_id=thread.id, run_id=first.id, poll_interval_ms=50)
+    assert final.status == "cancelled"
+    assert [m.role for m in client.beta.threads.messages.list(thread_id=thread.id).data] == ["user"]
+
+    # The thread is usable again at once, and its session too.
+    scripted_model.reset()  # drop the answer the cancelled run never asked for
+    scripted_model.script(Code("print(6 * 7)"), Text("forty-two"))
+    again = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert again.status == "completed", again.last_error
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=again.id, order="asc").data
+    assert steps[0].step_details.tool_calls[0].code_interpreter.outputs[0].logs.strip() == "42"  # type: ignore[union-attr]

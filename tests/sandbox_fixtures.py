@@ -1,0 +1,79 @@
+"""A real SessionManager on a private sessions dir, driven from synchronous tests.
+
+One asyncio.Runner per harness keeps a single event loop alive across calls, so a module-scoped
+harness can keep its kernels warm between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from agentbox.sandbox import Execution, InputFile, SandboxConfig, SessionManager
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+RUNTIME = REPO / ".runtime"
+
+
+def skip_reason() -> str | None:
+    """Why real sandboxes cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "sandbox security tests need root (per-session uid, tmpfs and cgroups)"
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed"
+    if not (RUNTIME / "bin" / "python3").exists():
+        return "the sandbox runtime .runtime is not built (make setup)"
+    return None
+
+
+requires_sandbox = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
+
+
+class Harness:
+    def __init__(self, sessions_dir: Path, **overrides: Any) -> None:
+        settings: dict[str, Any] = {
+            "exec_timeout_s": 10.0,
+            "interrupt_grace_s": 1.0,
+            "uid_base": 1_300_000,
+            "session_disk_mb": 32,
+        }
+        settings.update(overrides)
+        self.config = SandboxConfig(sessions_dir=sessions_dir, runtime_dir=RUNTIME, **settings)
+        self.runner = asyncio.Runner()
+        self.manager = SessionManager(self.config)
+        self.call(self.manager.start())
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coro)
+
+    def run(self, code: str, key: str = "thread_a", files: Sequence[InputFile] = ()) -> Execution:
+        return self.call(self.manager.execute(key, code, files))
+
+    def session_uid(self, key: str) -> int:
+        return self.manager._sessions[key].uid
+
+    def session_pids(self, key: str) -> list[int]:
+        cgroup = self.manager._sessions[key].cgroup
+        assert cgroup is not None
+        return cgroup.pids()
+
+    def cgroup_pid_files(self, key: str) -> list[Path]:
+        cgroup = self.manager._sessions[key].cgroup
+        assert cgroup is not None
+        return [Path(p) for p in cgroup.procs_files]
+
+    def data_dir(self, key: str) -> Path:
+        return self.manager._sessions[key].data_dir
+
+    def close(self) -> None:
+        try:
+            self.call(self.manager.aclose())
+        finally:
+            self.runner.close()
