@@ -6,8 +6,10 @@ Network checks never send a packet anywhere but loopback: a UDP connect only ask
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -93,8 +95,6 @@ def test_runs_as_unprivileged_uid(sandbox: Harness) -> None:
 @pytest.mark.parametrize("path", ["/usr/evil", "/evil", "/etc/evil", "/opt/agentbox/runtime/evil"])
 def test_system_paths_are_read_only(sandbox: Harness, path: str) -> None:
     code = f"try:\n    open({path!r}, 'w')\n    print('written')\nexcept OSError as e:\n    print(e.errno)"
-    import errno
-
     assert int(sandbox.run(code).logs.strip()) in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
@@ -201,12 +201,12 @@ def test_files_are_owned_by_the_session_uid_on_the_host(sandbox: Harness) -> Non
     assert st.st_uid == sandbox.session_uid("thread_a") != 0
 
 
-def test_input_files_are_placed_once_and_readable(sandbox: Harness, tmp_path: os.PathLike[str]) -> None:
-    source = os.path.join(tmp_path, "blob")
-    with open(source, "w") as f:
-        f.write("a,b\n1,2\n")
-    file = InputFile(name="data.csv", source=__import__("pathlib").Path(source), file_id="file-1")
-    result = sandbox.run("import pandas as pd\nprint(pd.read_csv('/mnt/data/data.csv')['b'].sum())", files=[file])
+def test_input_files_are_placed_once_and_readable(sandbox: Harness, tmp_path: Path) -> None:
+    source = tmp_path / "blob"
+    source.write_text("a,b\n1,2\n")
+    file = InputFile(name="data.csv", source=source, file_id="file-1")
+    code = "import pandas as pd\nprint(pd.read_csv('/mnt/data/data.csv')['b'].sum())"
+    result = sandbox.run(code, files=[file])
     assert result.logs.strip() == "2"
     assert "data.csv" not in result.changed_files
     again = sandbox.run("import os\nos.remove('/mnt/data/data.csv')\nprint('gone')", files=[file])

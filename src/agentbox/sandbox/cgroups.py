@@ -63,16 +63,21 @@ class SessionCgroup:
             pass
         return 0
 
-    def kill(self) -> None:
-        """SIGKILL every process of the session and wait until none is left."""
+    def kill(self, spare: int | None = None) -> None:
+        """SIGKILL every process of the session but `spare` and wait until none other is left.
+
+        Sparing the outer bwrap lets it reap the namespace's pid 1; killed together, that pid 1 may
+        be reparented to a host init that never reaps it and linger as a zombie.
+        """
         freezer = self.dirs["freezer"] / "freezer.state"
         frozen = _try_write(freezer, "FROZEN")
         deadline = time.monotonic() + EMPTY_WAIT_S
         while True:
-            members = set()
+            members: set[int] = set()
             for directory in self.dirs.values():
                 with contextlib.suppress(OSError):
                     members.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
+            members.discard(spare if spare is not None else -1)
             for pid in members:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -108,9 +113,42 @@ def sweep(group: str) -> int:
             names.update(p.name for p in parent.iterdir() if p.is_dir())
     for name in names:
         cg = SessionCgroup(group, name)
+        # Spare each tree's top (the outer bwrap) first so it reaps the namespace's pid 1, then the rest.
+        pids = set(cg.pids())
+        tops = [pid for pid in pids if _parent(pid) not in pids]
+        if len(tops) == 1:
+            cg.kill(spare=tops[0])
+            _wait_gone(tops[0])
         cg.kill()
         cg.remove()
     return len(names)
+
+
+def remove_group(group: str) -> None:
+    """rmdir the per-manager parent dirs once their sessions are gone."""
+    for controller in CONTROLLERS:
+        with contextlib.suppress(OSError):
+            (CGROUP_ROOT / controller / group).rmdir()
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    return  # exited; its own parent reaps it
+        except OSError:
+            return
+        time.sleep(0.01)  # no event tells us another process's child has exited
 
 
 def _write(path: Path, value: str) -> None:

@@ -114,10 +114,8 @@ def _remove_entry(dir_fd: int, name: str) -> None:
 def snapshot(data_dir: Path) -> Snapshot:
     """Regular files under data_dir (lstat, no symlink followed), bounded in entries and depth."""
     found: Snapshot = {}
-    seen = 0
-    for rel, st in _walk(data_dir, "", 0):
-        seen += 1
-        if seen > SCAN_MAX_ENTRIES:
+    for seen, (rel, st) in enumerate(_walk(data_dir, "", 0)):
+        if seen >= SCAN_MAX_ENTRIES:
             break
         if stat.S_ISREG(st.st_mode):
             found[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
@@ -185,7 +183,8 @@ def read_file(data_dir: Path, name: str, max_bytes: int) -> bytes:
 def _run(argv: list[str]) -> None:
     """Run a short mount-type command; translate its failure into SandboxError."""
     try:
-        done = subprocess.run(argv, capture_output=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=30)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        done = subprocess.run(argv, capture_output=True, env=env, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SandboxError(f"{argv[0]} failed: {exc}") from exc
     if done.returncode != 0:

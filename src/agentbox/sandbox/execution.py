@@ -11,7 +11,8 @@ class ExecutionStatus(enum.Enum):
     OK = "ok"
     ERROR = "error"  # user code raised
     TIMEOUT = "timeout"  # interrupted at the deadline, state kept
-    KILLED = "killed"  # session killed (grace expired, kernel died/crashed/exited, OOM): variables lost, files kept
+    # session killed (grace expired, kernel died/crashed/exited, OOM): variables lost, files kept
+    KILLED = "killed"
 
 
 @dataclass(frozen=True, slots=True)

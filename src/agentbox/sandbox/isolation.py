@@ -29,7 +29,8 @@ class HostCapabilities:
 
 def probe() -> HostCapabilities:
     """Blocking (runs `bwrap --version`); call via to_thread."""
-    missing = tuple(t for t in TOOLS if shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin") is None)
+    search = "/usr/sbin:/usr/bin:/sbin:/bin"
+    missing = tuple(t for t in TOOLS if shutil.which(t, path=search) is None)
     version = ""
     if "bwrap" not in missing:
         try:
@@ -52,7 +53,9 @@ def report(caps: HostCapabilities, config_allows_weak: bool) -> list[Check]:
         (
             "unprivileged uid",
             caps.root and "setpriv" not in caps.missing_tools,
-            "one host uid per live session via setpriv" if caps.root else "not root: runs as the server's uid",
+            "one host uid per live session via setpriv"
+            if caps.root
+            else "not root: runs as the server's uid",
         ),
         (
             "private /mnt/data fs",
@@ -71,10 +74,11 @@ def report(caps: HostCapabilities, config_allows_weak: bool) -> list[Check]:
             if caps.cgroups
             else "cgroup v1 controllers not writable: no memory/pids cap, kill by process group only",
         ),
-        ("seccomp", False, "no seccomp filter installed yet (ptrace, bpf, io_uring ... allowed by the kernel)"),
+        ("seccomp", False, "no seccomp filter yet (ptrace, bpf, io_uring ... are left to the kernel)"),
     ]
     if not caps.strong:
-        checks.append(("weak mode allowed", config_allows_weak, "allow_weak is set" if config_allows_weak else "allow_weak is off"))
+        detail = "allow_weak is set" if config_allows_weak else "allow_weak is off"
+        checks.append(("weak mode allowed", config_allows_weak, detail))
     return checks
 
 
@@ -83,9 +87,12 @@ def unavailable_reason(caps: HostCapabilities) -> str | None:
     if not caps.bwrap_version:
         return "bubblewrap (bwrap) is not installed; run `make setup` (scripts/system-packages.sh)."
     if not caps.root:
-        return "the server is not root, so sessions cannot get their own uid and filesystem; run as root or set allow_weak."
+        return (
+            "the server is not root, so sessions cannot get their own uid and filesystem; "
+            "run as root or set allow_weak."
+        )
     if caps.missing_tools:
         return f"missing tools: {', '.join(caps.missing_tools)}."
     if not caps.cgroups:
-        return "cgroup v1 memory/pids/cpu/cpuacct/freezer controllers are not writable under /sys/fs/cgroup."
+        return "cgroup v1 memory/pids/cpu/cpuacct/freezer controllers are not writable in /sys/fs/cgroup."
     return None

@@ -30,6 +30,7 @@ from agentbox.sandbox.inside import frames
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 READ_CHUNK = 1 << 16
 STDERR_KEEP = 4096
+REAP_WAIT_S = 2.0
 
 
 class KernelGone(Exception):
@@ -53,12 +54,15 @@ class Reply:
 
 class Kernel:
     def __init__(
-        self, proc: asyncio.subprocess.Process, max_images: int, kill_tree: Callable[[], Awaitable[str | None]]
+        self,
+        proc: asyncio.subprocess.Process,
+        max_images: int,
+        kill_tree: Callable[[int], Awaitable[str | None]],
     ) -> None:
         self._proc = proc
         self._decoder = frames.Decoder()
         self._max_images = max_images
-        self._kill_tree = kill_tree  # kills every process of the session; returns an OOM note or None
+        self._kill_tree = kill_tree  # kills the session's processes but the given pid; returns an OOM note
         self._next_id = 0
         self._images: list[bytes] = []
         self.pid = proc.pid
@@ -70,7 +74,7 @@ class Kernel:
         *,
         max_images: int,
         start_timeout_s: float,
-        kill_tree: Callable[[], Awaitable[str | None]],
+        kill_tree: Callable[[int], Awaitable[str | None]],
     ) -> Kernel:
         """Spawn the sandbox and wait for the executor's hello; SandboxUnavailable if it never comes."""
         try:
@@ -141,13 +145,17 @@ class Kernel:
 
     async def kill(self) -> str | None:
         """Kill every process of the session and reap ours; returns an OOM note if that was the cause."""
-        note = await self._kill_tree()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        for stream in (self._proc.stdin,):
-            if stream is not None:
-                stream.close()
-        await self._proc.wait()
+        note = await self._kill_tree(self._proc.pid)
+        # The outer bwrap now reaps the namespace's pid 1 and exits; only if it does not, shoot it.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REAP_WAIT_S):
+                await self._proc.wait()
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            await self._proc.wait()
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
         return note
 
     async def _collect(self, request_id: int) -> Reply:
@@ -231,7 +239,9 @@ class Kernel:
             why = f"the kernel died of {_signal_name(-code)}"
         else:
             why = f"the kernel exited (status {code})"
-        return KernelGone(f"The session was killed: {why}; variables were lost, files in /mnt/data were kept.")
+        return KernelGone(
+            f"The session was killed: {why}; variables were lost, files in /mnt/data were kept."
+        )
 
     async def _stderr_tail(self) -> str:
         stderr = self._proc.stderr
@@ -253,4 +263,3 @@ def _signal_name(number: int) -> str:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
-

@@ -20,6 +20,7 @@ ENV = {
     "LANG": "C.UTF-8",
     "MPLBACKEND": "Agg",
     "MPLCONFIGDIR": "/tmp/mpl",
+    "XDG_CACHE_HOME": "/tmp/cache",  # keeps font caches out of the user's /mnt/data
 }
 """The sandbox's whole environment (bwrap adds PWD)."""
 
@@ -33,7 +34,9 @@ mkdir "$stage/runtime" "$stage/inside" "$stage/data" "$stage/etc"
 mount --bind "$runtime" "$stage/runtime"
 mount --bind "$inside" "$stage/inside"
 mount --bind "$data" "$stage/data"
-printf 'root:x:0:0::/:/usr/sbin/nologin\nsandbox:x:1000:1000:sandbox:/mnt/data:/bin/sh\nnobody:x:65534:65534::/:/usr/sbin/nologin\n' > "$stage/etc/passwd"
+printf 'root:x:0:0::/:/usr/sbin/nologin\n' > "$stage/etc/passwd"
+printf 'sandbox:x:1000:1000:sandbox:/mnt/data:/bin/sh\n' >> "$stage/etc/passwd"
+printf 'nobody:x:65534:65534::/:/usr/sbin/nologin\n' >> "$stage/etc/passwd"
 printf 'root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n' > "$stage/etc/group"
 printf '127.0.0.1 localhost sandbox\n::1 localhost\n' > "$stage/etc/hosts"
 exec env -i PATH=/usr/bin:/bin setpriv --reuid "$uid" --regid "$uid" --clear-groups -- "$@"

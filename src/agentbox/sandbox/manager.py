@@ -8,14 +8,16 @@ One execution at a time per session (its lock); different sessions run concurren
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentbox.errors import NotFound, SandboxError, SandboxUnavailable
+from agentbox.errors import InvalidRequest, NotFound, SandboxError, SandboxUnavailable
 from agentbox.sandbox import cgroups, datadir, isolation, launcher
 from agentbox.sandbox.config import SandboxConfig
 from agentbox.sandbox.execution import Execution, ExecutionStatus, InputFile
@@ -81,6 +83,8 @@ class SessionManager:
     async def aclose(self) -> None:
         """Kill every session, unmount and remove its files."""
         await asyncio.gather(*(self.close(key) for key in list(self._sessions)))
+        if self._strong:
+            await asyncio.to_thread(cgroups.remove_group, self._cgroup_group)
 
     @property
     def _strong(self) -> bool:
@@ -170,11 +174,13 @@ class SessionManager:
         if session.cgroup is not None:
             session.oom_baseline = await asyncio.to_thread(session.cgroup.oom_kills)
 
-        async def kill_tree() -> str | None:
+        async def kill_tree(spare: int) -> str | None:
             cg = session.cgroup
-            if cg is None:
+            if cg is None:  # weak mode: the process group and bwrap's pid namespace are all we have
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(spare, signal.SIGKILL)
                 return None
-            await asyncio.to_thread(cg.kill)
+            await asyncio.to_thread(cg.kill, spare)
             if await asyncio.to_thread(cg.oom_kills) > session.oom_baseline:
                 return f"it ran out of memory (limit {cfg.memory_mb} MiB)"
             return None
@@ -203,11 +209,12 @@ class SessionManager:
             kernel, restarted = await self._ensure_kernel(session)
             before = await asyncio.to_thread(datadir.snapshot, session.data_dir)
             cfg = self._config
+            images: list[bytes] = []
             try:
                 reply = await kernel.run(code, cfg.exec_timeout_s, cfg.interrupt_grace_s)
             except KernelGone as gone:
                 session.kernel = None
-                status, logs, images = ExecutionStatus.KILLED, _join(gone.output, gone.reason), []
+                status, logs = ExecutionStatus.KILLED, _join(gone.output, gone.reason)
             else:
                 status, logs, images = self._outcome(reply)
             after = await asyncio.to_thread(datadir.snapshot, session.data_dir)
@@ -256,10 +263,8 @@ class SessionManager:
                 continue
             try:
                 data = datadir.read_file(data_dir, name, IMAGE_FILE_MAX)
-            except (NotFound, SandboxError):
-                continue
-            except Exception:  # noqa: BLE001 - InvalidRequest (too big) and the like: just not an image
-                continue
+            except (NotFound, InvalidRequest):
+                continue  # vanished, swapped for a symlink, or too big: not an image to show
             if _looks_like_image(data):
                 images.append(data)
         return images

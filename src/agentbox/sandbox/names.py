@@ -47,4 +47,3 @@ def relative_parts(name: str) -> list[str]:
     if any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"{name!r} is not a relative file name")
     return parts
-

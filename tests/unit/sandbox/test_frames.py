@@ -45,7 +45,7 @@ def test_payload_is_ascii_json_with_length_prefix() -> None:
         b"[1, 2]",
         b'{"id": 1}',
         b'{"op": 5}',
-        "{\"op\": \"é\"}".encode(),
+        '{"op": "é"}'.encode(),
         b'{"op": "x", "v": NaN}',
     ],
 )

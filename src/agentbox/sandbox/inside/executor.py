@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
+import importlib
 import io
 import linecache
 import os
@@ -23,9 +25,12 @@ import sys
 import threading
 import traceback
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import frames
+if TYPE_CHECKING:
+    from agentbox.sandbox.inside import frames
+else:
+    import frames  # inside the sandbox it sits next to this file; there is no agentbox package
 
 REPR_LIMIT = 20_000
 TRACEBACK_LIMIT = 20_000
@@ -140,15 +145,12 @@ class Kernel:
     def preimport(self) -> None:
         """Import the heavy libraries before hello so the first cell does not pay for them."""
         for name in ("numpy", "pandas"):
-            try:
+            with contextlib.suppress(ImportError):
                 __import__(name)
-            except ImportError:
-                pass
         try:
-            import matplotlib
-
+            matplotlib = importlib.import_module("matplotlib")
             matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            plt = importlib.import_module("matplotlib.pyplot")
         except ImportError:
             return
         # Resolve the backend now: pyplot's lazy switch would later overwrite our show().
@@ -160,7 +162,7 @@ class Kernel:
             """Jupyter-inline show(): display every open figure as PNG, then close it."""
             kernel._show()
 
-        plt.show = show
+        setattr(plt, "show", show)  # noqa: B010 - a module from import_module is typed as ModuleType
 
     def on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
         # Between cells (a late interrupt) there is nothing to stop.
@@ -193,13 +195,13 @@ class Kernel:
             status, error = "error", type(exc).__name__
             tb_text = _format_exception(exc)[:TRACEBACK_LIMIT]
         for stream in (sys.stdout, sys.stderr):
-            try:
+            # User code may have closed or broken its own stream; the fd-level capture still works.
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass  # user code closed or broke its own stream; the fd-level capture still works
         kept, total = self._capture.finish()
         for png in self._images:
-            self._channel.send({"op": "image", "id": request_id, "png": base64.b64encode(png).decode("ascii")})
+            encoded = base64.b64encode(png).decode("ascii")
+            self._channel.send({"op": "image", "id": request_id, "png": encoded})
         self._channel.send(
             {
                 "op": "end",
@@ -221,7 +223,8 @@ class Kernel:
         tree = ast.parse(code, filename=filename, mode="exec")
         last: ast.expr | None = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = tree.body.pop().value
+            last = tree.body[-1].value
+            del tree.body[-1]
         exec(compile(tree, filename, "exec"), self._globals)
         if last is not None:
             value = eval(compile(ast.Expression(last), filename, "eval"), self._globals)
@@ -318,9 +321,11 @@ def _text_stream(fd: int) -> io.TextIOWrapper:
 
 def main() -> None:
     proto_in, proto_out, capture = _move_fds()
-    sys.stdout = sys.__stdout__ = _text_stream(1)
-    sys.stderr = sys.__stderr__ = _text_stream(2)
-    sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives forever
+    # The originals too: libraries that restore sys.__stdout__ must land on the capture pipe.
+    for name, stream in (("stdout", _text_stream(1)), ("stderr", _text_stream(2))):
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the process
     capture.start()
     channel = Channel(proto_out)
     max_images = int(sys.argv[2]) if len(sys.argv) > 2 else 20
