@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
 
-from agentbox.api import wire
+from agentbox.api import sse, wire
 from agentbox.api.deps import EngineDep, StoreDep
 from agentbox.api.listing import ListDep
 from agentbox.api.messages import message_record
-from agentbox.api.schemas import CreateRun, CreateThread, CreateThreadAndRun, UpdateMetadata
+from agentbox.api.schemas import (
+    CreateRun,
+    CreateThread,
+    CreateThreadAndRun,
+    SubmitToolOutputs,
+    UpdateMetadata,
+)
 from agentbox.api.threads import create_thread_record
 from agentbox.engine.runs import RunEngine, RunRequest
-from agentbox.errors import InvalidRequest
 from agentbox.store.database import Store
 from agentbox.store.records import RunRecord, StepRecord, ThreadRecord
 
@@ -32,15 +38,6 @@ _OPTION_FIELDS = (
     "parallel_tool_calls",
     "response_format",
 )
-
-
-def _refuse_stream(body: CreateRun) -> None:
-    if body.stream:
-        raise InvalidRequest(
-            "Streaming runs (stream: true) are not available yet in this agentbox version; "
-            "create the run without stream and poll it.",
-            param="stream",
-        )
 
 
 async def _start_run(store: Store, engine: RunEngine, thread_id: str, body: CreateRun) -> RunRecord:
@@ -70,26 +67,37 @@ def _plain(value: Any) -> Any:
     return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
 
 
-@router.post("/threads/{thread_id}/runs")
+def _answer(run: RunRecord, response: Response) -> dict[str, Any]:
+    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return wire.run_object(run)
+
+
+@router.post("/threads/{thread_id}/runs", response_model=None)
 async def create_run(
     store: StoreDep, engine: EngineDep, response: Response, thread_id: str, body: CreateRun
-) -> dict[str, Any]:
+) -> dict[str, Any] | StreamingResponse:
     await store.get(ThreadRecord, thread_id)
-    _refuse_stream(body)
     run = await _start_run(store, engine, thread_id, body)
-    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
-    return wire.run_object(run)
+    return sse.run_stream(engine.events, run.id) if body.stream else _answer(run, response)
 
 
-@router.post("/threads/runs")
+@router.post("/threads/runs", response_model=None)
 async def create_thread_and_run(
     store: StoreDep, engine: EngineDep, response: Response, body: CreateThreadAndRun
-) -> dict[str, Any]:
-    _refuse_stream(body)
+) -> dict[str, Any] | StreamingResponse:
     thread = await create_thread_record(store, body.thread or CreateThread())
     run = await _start_run(store, engine, thread.id, body)
-    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
-    return wire.run_object(run)
+    return sse.run_stream(engine.events, run.id, thread=thread) if body.stream else _answer(run, response)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
+async def submit_tool_outputs(
+    engine: EngineDep, response: Response, thread_id: str, run_id: str, body: SubmitToolOutputs
+) -> dict[str, Any] | StreamingResponse:
+    start = engine.events.position(run_id)
+    outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
+    run = await engine.submit_tool_outputs(thread_id, run_id, outputs)
+    return sse.run_stream(engine.events, run.id, start) if body.stream else _answer(run, response)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -108,10 +116,7 @@ async def list_runs(store: StoreDep, thread_id: str, page: ListDep) -> dict[str,
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
 async def retrieve_run(store: StoreDep, response: Response, thread_id: str, run_id: str) -> dict[str, Any]:
-    run = await store.get(RunRecord, run_id, thread_id=thread_id)
-    if run.status.is_active:
-        response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
-    return wire.run_object(run)
+    return _answer(await store.get(RunRecord, run_id, thread_id=thread_id), response)
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}")

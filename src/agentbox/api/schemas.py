@@ -162,3 +162,13 @@ class CreateRun(_Body):
 
 class CreateThreadAndRun(CreateRun):
     thread: CreateThread | None = None
+
+
+class ToolOutput(_Body):
+    tool_call_id: str
+    output: str = ""
+
+
+class SubmitToolOutputs(_Body):
+    tool_outputs: list[ToolOutput] = Field(min_length=1)
+    stream: bool | None = None

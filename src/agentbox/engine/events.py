@@ -1,7 +1,8 @@
 """The one event log per run that both the SSE stream and in-process waiters read.
 
-The runner publishes each transition as (event name, payload); payloads are store records or delta
-values, never wire objects. A subscriber replays the log from the start, then follows it live.
+The loop publishes each transition as (event name, payload): payloads are store records, or a
+Delta carrying the changed part of a step or message in the Assistants delta shape (an `index` on
+every list entry). A follower replays the log from any position, then follows it live, until `done`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DONE = "done"
+RETAIN_AFTER_DONE_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    object_id: str
+    delta: dict[str, Any]
 
 
 @dataclass(slots=True)
 class _RunLog:
     events: list[tuple[str, Any]] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    finished: bool = False
 
     def has_more_than(self, count: int) -> bool:
         return len(self.events) > count
@@ -36,13 +43,16 @@ class RunEvents:
         log = self._logs.setdefault(run_id, _RunLog())
         async with log.changed:
             log.events.append((name, payload))
-            if name == DONE:
-                log.finished = True
             log.changed.notify_all()
+        if name == DONE:
+            # Followers that attached late still get the whole log for a while, then it is dropped.
+            asyncio.get_running_loop().call_later(RETAIN_AFTER_DONE_S, self._logs.pop, run_id, None)
 
     async def follow(self, run_id: str, start: int = 0) -> AsyncIterator[tuple[str, Any]]:
-        """Yield the run's events from `start` on, until its `done` event."""
-        log = self._logs.setdefault(run_id, _RunLog())
+        """Yield the run's events from position `start` on, up to and including `done`."""
+        log = self._logs.get(run_id)
+        if log is None:
+            return
         index = start
         while True:
             async with log.changed:
@@ -54,9 +64,7 @@ class RunEvents:
                 if name == DONE:
                     return
 
-    def size(self, run_id: str) -> int:
+    def position(self, run_id: str) -> int:
+        """How many events the run has published so far (where a new follower should start)."""
         log = self._logs.get(run_id)
         return len(log.events) if log else 0
-
-    def forget(self, run_id: str) -> None:
-        self._logs.pop(run_id, None)

@@ -1,17 +1,25 @@
-"""The agent loop of one run: model turn → code in the thread's sandbox → feedback → … → answer."""
+"""The agent loop of one run: model turn → code in the thread's sandbox → feedback → … → answer.
+
+Each model turn is streamed: text becomes a message as it arrives, each code call a step whose
+input streams too. Function calls (the client's own tools) pause the run in requires_action until
+the client submits their outputs.
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from agentbox.engine import outputs, prompt
+from agentbox.engine.answer import AnswerWriter
 from agentbox.engine.events import RunEvents
-from agentbox.errors import AgentboxError, ModelError, NotFound
+from agentbox.engine.publisher import Publisher
+from agentbox.engine.toolsteps import CodeStep, FunctionStep
+from agentbox.errors import AgentboxError, InvalidRequest, ModelError, NotFound
 from agentbox.ids import new_id, now
-from agentbox.llm.base import ChatModel, ChatRequest, Completion, ToolCall
+from agentbox.llm.base import ChatModel, ChatRequest, Completion, TextDelta, ToolCall, ToolCallDelta
 from agentbox.sandbox import InputFile, SessionManager, safe_name
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
@@ -21,7 +29,6 @@ from agentbox.store.records import (
     MessageRecord,
     RunRecord,
     RunStatus,
-    StepRecord,
     ThreadRecord,
 )
 
@@ -37,6 +44,29 @@ class LoopLimits:
 
 class RunFailed(AgentboxError):
     """The run cannot go on; its message becomes the run's last_error."""
+
+
+@dataclass(slots=True)
+class _Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, completion: Completion) -> None:
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+
+    def wire(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+def turn_usage(completion: Completion) -> dict[str, int]:
+    usage = _Usage()
+    usage.add(completion)
+    return usage.wire()
 
 
 class AgentLoop:
@@ -55,161 +85,191 @@ class AgentLoop:
         self._sandbox = sandbox
         self._events = events
         self._limits = limits
+        self._pending: dict[str, tuple[FunctionStep, asyncio.Future[dict[str, str]]]] = {}
 
     async def run(self, run: RunRecord) -> RunRecord:
         """Drive one queued run to a terminal state; cancellation propagates to the caller."""
-        run = await self._set(run, status=RunStatus.IN_PROGRESS, started_at=now())
-        await self._events.publish(run.id, "thread.run.in_progress", run)
+        publisher = Publisher(self._store, self._events, run.id)
+        run = await publisher.change(
+            RunRecord, run.id, ("thread.run.in_progress",), status=RunStatus.IN_PROGRESS, started_at=now()
+        )
+        usage = _Usage()
         try:
-            return await self._converse(run)
+            return await self._converse(publisher, run, usage)
         except ModelError as exc:
-            return await self._fail(run, exc.code or "server_error", exc.message)
+            return await self._fail(publisher, run, exc.code or "server_error", exc.message, usage)
         except RunFailed as exc:
-            return await self._fail(run, "server_error", exc.message)
+            return await self._fail(publisher, run, "server_error", exc.message, usage)
+        finally:
+            self._pending.pop(run.id, None)
 
-    async def _converse(self, run: RunRecord) -> RunRecord:
+    def submit_tool_outputs(self, run: RunRecord, tool_outputs: dict[str, str]) -> None:
+        """Resume a run waiting in requires_action. InvalidRequest if it isn't, or ids don't match."""
+        pending = self._pending.get(run.id)
+        if run.status is not RunStatus.REQUIRES_ACTION or pending is None or pending[1].done():
+            raise InvalidRequest(
+                f"Run {run.id} is not waiting for tool outputs (status '{run.status.value}').", param="run_id"
+            )
+        step, waiter = pending
+        expected = {c.id for c in step.calls}
+        if set(tool_outputs) != expected:
+            missing = sorted(expected - set(tool_outputs))
+            unknown = sorted(set(tool_outputs) - expected)
+            raise InvalidRequest(
+                f"Tool outputs must answer exactly the calls {sorted(expected)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unknown {unknown}" if unknown else "")
+                + ".",
+                param="tool_outputs",
+            )
+        waiter.set_result(tool_outputs)
+
+    async def _converse(self, publisher: Publisher, run: RunRecord, usage: _Usage) -> RunRecord:
         assistant = await self._store.get(AssistantRecord, run.assistant_id)
         thread = await self._store.get(ThreadRecord, run.thread_id)
         history = await self._store.all(MessageRecord, thread_id=thread.id)
         files = await self._session_files(assistant, thread, history)
+        truncation = run.options.get("truncation_strategy") or {}
+        if truncation.get("type") == "last_messages" and truncation.get("last_messages"):
+            history = history[-int(truncation["last_messages"]) :]
         chat = prompt.conversation(
             run.instructions, run.options.get("additional_instructions"), history, [f.name for f in files]
         )
-        tools = [prompt.CODE_TOOL] if _has_code_interpreter(run.tools) else []
-        usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        code_enabled = any(t.get("type") == "code_interpreter" for t in run.tools)
+        functions = [t for t in run.tools if t.get("type") == "function" and t.get("function")]
+        tools = ([prompt.CODE_TOOL] if code_enabled else []) + [
+            {"type": "function", "function": t["function"]} for t in functions
+        ]
+        function_names = {t["function"]["name"] for t in functions}
+        tool_choice = _tool_choice(run.options.get("tool_choice"))
         image_ids: list[str] = []
         executions = 0
         while True:
-            completion = await self._model.complete(
-                ChatRequest(
-                    model=run.model,
-                    messages=chat,
-                    tools=tools,
-                    temperature=run.options.get("temperature"),
-                    top_p=run.options.get("top_p"),
-                    max_tokens=run.options.get("max_completion_tokens"),
-                    parallel_tool_calls=run.options.get("parallel_tool_calls") if tools else None,
-                )
+            answer = AnswerWriter(publisher, run, image_ids)
+            code_steps: dict[int, CodeStep] = {}
+            completion: Completion | None = None
+            request = ChatRequest(
+                model=run.model,
+                messages=chat,
+                tools=tools if tool_choice != "none" else [],
+                tool_choice=tool_choice,
+                temperature=run.options.get("temperature"),
+                top_p=run.options.get("top_p"),
+                max_tokens=_remaining(run.options.get("max_completion_tokens"), usage.completion_tokens),
+                parallel_tool_calls=run.options.get("parallel_tool_calls") if tools else None,
             )
-            _add_usage(usage, completion)
+            tool_choice = None  # a forced tool applies to the first turn only, or the run could never end
+            async for event in self._model.stream(request):
+                if isinstance(event, TextDelta):
+                    await answer.write(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    step = code_steps.get(event.index)
+                    if step is None and event.name == prompt.CODE_TOOL_NAME and code_enabled:
+                        step = code_steps[event.index] = CodeStep(publisher, run, event.id)
+                        await step.start()
+                    if step is not None:
+                        await step.arguments(event.arguments)
+                else:
+                    completion = event
+            if completion is None:
+                raise ModelError("The model's stream ended without a completion.", code="server_error")
+            usage.add(completion)
+            limit_hit = _limit_hit(run, usage, completion)
+            if answer.started or not completion.tool_calls or limit_hit:
+                await answer.finish(self._sandbox, self._store_output, turn_usage(completion), limit_hit)
+                image_ids = []
+            if limit_hit:
+                return await self._end(
+                    publisher, run, RunStatus.INCOMPLETE, usage, incomplete_reason=limit_hit
+                )
             if not completion.tool_calls:
-                return await self._answer(run, completion, image_ids, usage)
+                return await self._end(publisher, run, RunStatus.COMPLETED, usage)
             chat.append(_assistant_turn(completion))
-            for call in completion.tool_calls:
-                if call.name != prompt.CODE_TOOL_NAME or not tools:
-                    chat.append(
-                        _tool_result(
-                            call, f"Unknown tool '{call.name}'. Use the {prompt.CODE_TOOL_NAME} tool."
+            asked: list[ToolCall] = []
+            for index, call in enumerate(completion.tool_calls):
+                step = code_steps.get(index)
+                if step is not None:
+                    executions += 1
+                    if executions > self._limits.max_tool_steps:
+                        raise RunFailed(
+                            f"The run reached its limit of {self._limits.max_tool_steps} code executions "
+                            "without a final answer."
                         )
+                    feedback, images = await self._execute(step, run, call, files, completion)
+                    image_ids.extend(images)
+                    chat.append(_tool_result(call, feedback))
+                elif call.name in function_names:
+                    asked.append(call)
+                else:
+                    chat.append(
+                        _tool_result(call, f"Unknown tool '{call.name}'. Use only the tools offered.")
                     )
-                    continue
-                executions += 1
-                if executions > self._limits.max_tool_steps:
-                    raise RunFailed(
-                        f"The run reached its limit of {self._limits.max_tool_steps} code executions "
-                        "without a final answer."
-                    )
-                feedback, images = await self._execute(run, call, files, completion)
-                image_ids.extend(images)
-                chat.append(_tool_result(call, feedback))
+            if asked:
+                tool_outputs = await self._ask_client(publisher, run, asked, completion)
+                chat.extend(_tool_result(call, tool_outputs[call.id]) for call in asked)
 
     async def _execute(
-        self, run: RunRecord, call: ToolCall, files: list[InputFile], completion: Completion
+        self, step: CodeStep, run: RunRecord, call: ToolCall, files: list[InputFile], completion: Completion
     ) -> tuple[str, list[str]]:
-        code = _code_of(call)
-        call_id = call.id if call.id.startswith("call_") else new_id("call_")
-        details: dict[str, Any] = {
-            "type": "tool_calls",
-            "tool_calls": [
-                {
-                    "id": call_id,
-                    "type": "code_interpreter",
-                    "code_interpreter": {"input": code, "outputs": []},
-                }
-            ],
-        }
-        step = StepRecord(
-            id=new_id("step_"),
-            created_at=now(),
-            run_id=run.id,
-            thread_id=run.thread_id,
-            assistant_id=run.assistant_id,
-            type="tool_calls",
-            status="in_progress",
-            details=details,
-        )
-        await self._store.add(step)
-        await self._events.publish(run.id, "thread.run.step.created", step)
+        code = await step.complete(call)
         execution = await self._sandbox.execute(run.thread_id, code, files)
         images = [
             outputs.StoredImage(await self._store_output(f"image-{i}.png", data))
             for i, data in enumerate(execution.images, start=1)
         ]
-        details["tool_calls"][0]["code_interpreter"]["outputs"] = outputs.step_outputs(execution, images)
-        step = await self._store.change(
-            StepRecord,
-            step.id,
-            status="completed",
-            details=details,
-            completed_at=now(),
-            usage=_usage_of(completion),
-        )
-        await self._events.publish(run.id, "thread.run.step.completed", step)
+        await step.finish(code, outputs.step_outputs(execution, images), turn_usage(completion))
         return outputs.model_feedback(execution, images), [image.file_id for image in images]
 
-    async def _answer(
-        self, run: RunRecord, completion: Completion, image_ids: list[str], usage: dict[str, int]
+    async def _ask_client(
+        self, publisher: Publisher, run: RunRecord, calls: list[ToolCall], completion: Completion
+    ) -> dict[str, str]:
+        step = FunctionStep(publisher, run, calls)
+        await step.start()
+        waiter: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+        self._pending[run.id] = (step, waiter)
+        required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": step.wire_calls()}}
+        await publisher.change(
+            RunRecord,
+            run.id,
+            ("thread.run.requires_action",),
+            status=RunStatus.REQUIRES_ACTION,
+            required_action=required,
+        )
+        tool_outputs = await waiter
+        await step.finish(tool_outputs, turn_usage(completion))
+        return tool_outputs
+
+    async def _end(
+        self,
+        publisher: Publisher,
+        run: RunRecord,
+        status: RunStatus,
+        usage: _Usage,
+        incomplete_reason: str | None = None,
     ) -> RunRecord:
-        annotations = []
-        stored: dict[str, str] = {}
-        for link_text, start, end, name in outputs.linked_names(completion.text):
-            if name not in stored:
-                try:
-                    data = await self._sandbox.read_file(run.thread_id, name)
-                except NotFound:
-                    continue  # the model linked a file its code never wrote; leave the text as it is
-                stored[name] = await self._store_output(name, data)
-            annotations.append(outputs.annotation(link_text, start, end, stored[name]))
-        message = MessageRecord(
-            id=new_id("msg_"),
-            created_at=now(),
-            thread_id=run.thread_id,
-            role="assistant",
-            content=outputs.answer_content(completion.text, annotations, image_ids),
-            status="completed",
-            assistant_id=run.assistant_id,
-            run_id=run.id,
+        event = "thread.run.completed" if status is RunStatus.COMPLETED else "thread.run.incomplete"
+        return await publisher.change(
+            RunRecord,
+            run.id,
+            (event,),
+            status=status,
             completed_at=now(),
+            usage=usage.wire(),
+            incomplete_reason=incomplete_reason,
         )
-        step = StepRecord(
-            id=new_id("step_"),
-            created_at=now(),
-            run_id=run.id,
-            thread_id=run.thread_id,
-            assistant_id=run.assistant_id,
-            type="message_creation",
-            status="completed",
-            details={"type": "message_creation", "message_creation": {"message_id": message.id}},
-            completed_at=now(),
-            usage=_usage_of(completion),
-        )
-        await self._store.add(message)
-        await self._store.add(step)
-        await self._events.publish(run.id, "thread.message.completed", message)
-        await self._events.publish(run.id, "thread.run.step.completed", step)
-        run = await self._set(run, status=RunStatus.COMPLETED, completed_at=now(), usage=usage)
-        await self._events.publish(run.id, "thread.run.completed", run)
-        return run
 
-    async def _fail(self, run: RunRecord, code: str, message: str) -> RunRecord:
-        run = await self._set(
-            run, status=RunStatus.FAILED, failed_at=now(), last_error={"code": code, "message": message}
+    async def _fail(
+        self, publisher: Publisher, run: RunRecord, code: str, message: str, usage: _Usage
+    ) -> RunRecord:
+        return await publisher.change(
+            RunRecord,
+            run.id,
+            ("thread.run.failed",),
+            status=RunStatus.FAILED,
+            failed_at=now(),
+            last_error={"code": code, "message": message},
+            usage=usage.wire(),
         )
-        await self._events.publish(run.id, "thread.run.failed", run)
-        return run
-
-    async def _set(self, run: RunRecord, **values: Any) -> RunRecord:
-        return await self._store.change(RunRecord, run.id, **values)
 
     async def _store_output(self, filename: str, data: bytes) -> str:
         file_id = new_id("file-")
@@ -240,6 +300,32 @@ class AgentLoop:
         return placed
 
 
+def _remaining(limit: int | None, used: int) -> int | None:
+    return None if limit is None else max(1, limit - used)
+
+
+def _limit_hit(run: RunRecord, usage: _Usage, completion: Completion) -> str | None:
+    """Why the run must stop incomplete after this turn, if it must."""
+    max_prompt = run.options.get("max_prompt_tokens")
+    max_completion = run.options.get("max_completion_tokens")
+    if max_prompt is not None and usage.prompt_tokens > max_prompt:
+        return "max_prompt_tokens"
+    if max_completion is not None and (
+        usage.completion_tokens >= max_completion or completion.finish_reason == "length"
+    ):
+        return "max_completion_tokens"
+    return None
+
+
+def _tool_choice(choice: Any) -> Any:
+    """The Assistants tool_choice in chat-completions terms ({"type":"code_interpreter"} → our tool)."""
+    if isinstance(choice, dict) and choice.get("type") == "code_interpreter":
+        return {"type": "function", "function": {"name": prompt.CODE_TOOL_NAME}}
+    if choice == "auto":
+        return None
+    return choice
+
+
 def _unique(name: str, taken: set[str]) -> str:
     if name not in taken:
         return name
@@ -252,24 +338,9 @@ def _unique(name: str, taken: set[str]) -> str:
     return f"{stem} ({n}){dot}{suffix}"
 
 
-def _has_code_interpreter(tools: list[dict[str, Any]]) -> bool:
-    return any(t.get("type") == "code_interpreter" for t in tools)
-
-
 def _for_code_interpreter(attachment: dict[str, Any]) -> bool:
     tools = attachment.get("tools") or []
     return not tools or any(t.get("type") == "code_interpreter" for t in tools)
-
-
-def _code_of(call: ToolCall) -> str:
-    """The code of a tool call; models sometimes send the raw code instead of JSON arguments."""
-    try:
-        arguments = json.loads(call.arguments)
-    except json.JSONDecodeError:
-        return call.arguments
-    if isinstance(arguments, dict) and isinstance(arguments.get("code"), str):
-        return arguments["code"]
-    return call.arguments
 
 
 def _assistant_turn(completion: Completion) -> dict[str, Any]:
@@ -285,16 +356,3 @@ def _assistant_turn(completion: Completion) -> dict[str, Any]:
 
 def _tool_result(call: ToolCall, content: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call.id, "content": content}
-
-
-def _usage_of(completion: Completion) -> dict[str, int]:
-    return {
-        "prompt_tokens": completion.prompt_tokens,
-        "completion_tokens": completion.completion_tokens,
-        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
-    }
-
-
-def _add_usage(total: dict[str, int], completion: Completion) -> None:
-    for key, value in _usage_of(completion).items():
-        total[key] += value

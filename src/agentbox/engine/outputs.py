@@ -77,7 +77,3 @@ def answer_content(
     parts: list[dict[str, Any]] = [{"type": "image_file", "image_file": {"file_id": i}} for i in image_ids]
     parts.append({"type": "text", "text": {"value": text, "annotations": annotations}})
     return parts
-
-
-def was_interrupted(execution: Execution) -> bool:
-    return execution.status in (ExecutionStatus.TIMEOUT, ExecutionStatus.KILLED)

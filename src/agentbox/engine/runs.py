@@ -123,6 +123,17 @@ class RunEngine:
             run = await self._finish_cancelled(run)
         return run
 
+    async def submit_tool_outputs(
+        self, thread_id: str, run_id: str, tool_outputs: dict[str, str]
+    ) -> RunRecord:
+        """Hand the client's function results to the waiting run; it goes on in the background."""
+        run = await self._store.get(RunRecord, run_id, thread_id=thread_id)
+        self._loop.submit_tool_outputs(run, tool_outputs)
+        # In progress before the answer goes back, so a poller never sees the old requires_action.
+        run = await self._store.change(RunRecord, run.id, status=RunStatus.IN_PROGRESS, required_action=None)
+        await self.events.publish(run.id, "thread.run.in_progress", run)
+        return run
+
     async def wait(self, run_id: str) -> None:
         """Return once the run's task has ended (for tests and shutdown)."""
         task = self._tasks.get(run_id)

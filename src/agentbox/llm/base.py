@@ -1,7 +1,8 @@
-"""What the engine needs from a model: one chat turn with tools."""
+"""What the engine needs from a model: one chat turn with tools, streamed as it is produced."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,6 +16,8 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
+    """A whole model turn: its text, its tool calls and what it cost."""
+
     text: str
     tool_calls: tuple[ToolCall, ...] = ()
     prompt_tokens: int = 0
@@ -23,10 +26,29 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of tool call `index`: its id and name come with the first piece, arguments in pieces."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+ModelEvent = TextDelta | ToolCallDelta | Completion
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = None
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
@@ -34,8 +56,11 @@ class ChatRequest:
 
 
 class ChatModel(Protocol):
-    async def complete(self, request: ChatRequest) -> Completion:
-        """One model turn. Raises ModelError when the endpoint fails or none is configured."""
+    def stream(self, request: ChatRequest) -> AsyncIterator[ModelEvent]:
+        """Deltas of one model turn as they arrive, then exactly one Completion.
+
+        Raises ModelError when the endpoint fails or none is configured.
+        """
         ...
 
     async def aclose(self) -> None: ...

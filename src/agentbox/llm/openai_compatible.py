@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 
 from agentbox.errors import ModelError
-from agentbox.llm.base import ChatRequest, Completion, ToolCall
+from agentbox.llm.base import ChatRequest, Completion, ModelEvent, TextDelta, ToolCall, ToolCallDelta
 
 NOT_CONFIGURED = (
     "No model endpoint is configured. Set AGENTBOX_MODEL_BASE_URL (an OpenAI-compatible "
@@ -25,26 +26,38 @@ class OpenAICompatibleModel:
                 base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=1
             )
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ModelEvent]:
         if self._client is None:
             raise ModelError(NOT_CONFIGURED, code="server_error")
-        options: dict[str, Any] = {}
-        if request.tools:
-            options["tools"] = request.tools
-            if request.parallel_tool_calls is not None:
-                options["parallel_tool_calls"] = request.parallel_tool_calls
-        if request.temperature is not None:
-            options["temperature"] = request.temperature
-        if request.top_p is not None:
-            options["top_p"] = request.top_p
-        if request.max_tokens is not None:
-            options["max_tokens"] = request.max_tokens
         try:
-            response = await self._client.chat.completions.create(
+            chunks = await self._client.chat.completions.create(
                 model=request.model,
-                messages=request.messages,
-                **options,  # type: ignore[arg-type]
+                messages=request.messages,  # type: ignore[arg-type]
+                stream=True,
+                stream_options={"include_usage": True},
+                **_options(request),
             )
+            text: list[str] = []
+            calls: dict[int, dict[str, str]] = {}
+            prompt_tokens = completion_tokens = 0
+            finish: str | None = None
+            async for chunk in chunks:
+                if chunk.usage is not None:
+                    prompt_tokens = chunk.usage.prompt_tokens
+                    completion_tokens = chunk.usage.completion_tokens
+                for choice in chunk.choices[:1]:
+                    finish = choice.finish_reason or finish
+                    if choice.delta.content:
+                        text.append(choice.delta.content)
+                        yield TextDelta(choice.delta.content)
+                    for piece in choice.delta.tool_calls or []:
+                        call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+                        name = piece.function.name if piece.function else None
+                        arguments = (piece.function.arguments if piece.function else None) or ""
+                        call["id"] = call["id"] or (piece.id or "")
+                        call["name"] = call["name"] or (name or "")
+                        call["arguments"] += arguments
+                        yield ToolCallDelta(piece.index, piece.id, name, arguments)
         except openai.APIStatusError as exc:
             code = "rate_limit_exceeded" if exc.status_code == 429 else "server_error"
             raise ModelError(
@@ -52,23 +65,28 @@ class OpenAICompatibleModel:
             ) from exc
         except openai.APIError as exc:
             raise ModelError(f"The model endpoint failed: {exc}", code="server_error") from exc
-        if not response.choices:
-            raise ModelError("The model endpoint returned no choices.", code="server_error")
-        choice = response.choices[0]
-        calls = tuple(
-            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "")
-            for c in (choice.message.tool_calls or [])
-            if c.type == "function"
-        )
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            tool_calls=calls,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
+        yield Completion(
+            text="".join(text),
+            tool_calls=tuple(ToolCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items())),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish,
         )
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+def _options(request: ChatRequest) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if request.tools:
+        options["tools"] = request.tools
+        if request.tool_choice is not None:
+            options["tool_choice"] = request.tool_choice
+        if request.parallel_tool_calls is not None:
+            options["parallel_tool_calls"] = request.parallel_tool_calls
+    for name in ("temperature", "top_p", "max_tokens"):
+        if (value := getattr(request, name)) is not None:
+            options[name] = value
+    return options

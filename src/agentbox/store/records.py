@@ -102,6 +102,9 @@ class RunRecord:
     usage: Json | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     options: Json = field(default_factory=dict)
+    required_action: Json | None = None
+    """The function calls the client must answer while the run is requires_action."""
+    incomplete_reason: str | None = None
     """Everything else the client set (temperature, top_p, max tokens, tool_choice, …), kept as given."""
 
 

@@ -90,6 +90,8 @@ runs = Table(
     Column("usage", JSON),
     Column("metadata", JSON, nullable=False),
     Column("options", JSON, nullable=False),
+    Column("required_action", JSON),
+    Column("incomplete_reason", String(32)),
     Index("ix_runs_thread", "thread_id", "seq"),
 )
 
