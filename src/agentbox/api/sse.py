@@ -31,6 +31,9 @@ def _data(name: str, payload: Any) -> Any:
     raise TypeError(f"no wire shape for a {type(payload).__name__} in event {name}")
 
 
+PAUSE = "thread.run.requires_action"
+
+
 def frame(name: str, data: Any) -> bytes:
     body = data if isinstance(data, str) else json.dumps(data, ensure_ascii=True, separators=(",", ":"))
     return f"event: {name}\ndata: {body}\n\n".encode("ascii")
@@ -40,7 +43,12 @@ async def _frames(events: RunEvents, run_id: str, start: int, first: list[bytes]
     for chunk in first:
         yield chunk
     async for name, payload in events.follow(run_id, start):
-        yield frame(name, "[DONE]") if name == DONE else frame(name, _data(name, payload))
+        if name == DONE:
+            break
+        yield frame(name, _data(name, payload))
+        if name == PAUSE:
+            break  # the client answers with submit_tool_outputs, which streams the rest
+    yield frame(DONE, "[DONE]")
 
 
 def run_stream(

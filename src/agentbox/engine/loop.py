@@ -176,7 +176,9 @@ class AgentLoop:
             usage.add(completion)
             limit_hit = _limit_hit(run, usage, completion)
             if answer.started or not completion.tool_calls or limit_hit:
-                await answer.finish(self._sandbox, self._store_output, turn_usage(completion), limit_hit)
+                # A message's own reason vocabulary differs from the run's (spec §1.3).
+                message_reason = "max_tokens" if limit_hit else None
+                await answer.finish(self._sandbox, self._store_output, turn_usage(completion), message_reason)
                 image_ids = []
             if limit_hit:
                 return await self._end(

@@ -1,0 +1,158 @@
+"""Streaming runs with the real openai SDK: the event order of spec §1.6 and the SDK's own helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from openai import AssistantEventHandler
+from typing_extensions import override
+
+from tests.conftest import API_KEY
+from tests.live_server import LiveServer
+from tests.scripted_model import Code, ScriptedModel, Text, last_tool_output
+
+PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nprint('plotted')\nplt.show()"
+
+
+@pytest.fixture
+def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
+        yield client
+
+
+class Recorder(AssistantEventHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+        self.text: list[str] = []
+        self.code: list[str] = []
+        self.logs: list[str] = []
+
+    @override
+    def on_event(self, event: object) -> None:
+        self.names.append(event.event)  # type: ignore[attr-defined]
+
+    @override
+    def on_text_delta(self, delta: object, snapshot: object) -> None:
+        self.text.append(delta.value or "")  # type: ignore[attr-defined]
+
+    @override
+    def on_tool_call_delta(self, delta: object, snapshot: object) -> None:
+        interpreter = delta.code_interpreter  # type: ignore[attr-defined]
+        if interpreter is not None and interpreter.input:
+            self.code.append(interpreter.input)
+        for output in (interpreter.outputs or []) if interpreter is not None else []:
+            if output.type == "logs":
+                self.logs.append(output.logs)
+
+
+def collapse(names: list[str]) -> list[str]:
+    """The event names with runs of the same delta event folded into one."""
+    folded: list[str] = []
+    for name in names:
+        if not (name.endswith(".delta") and folded and folded[-1] == name):
+            folded.append(name)
+    return folded
+
+
+def test_runs_stream_emits_the_spec_event_order(client: openai.OpenAI, scripted_model: ScriptedModel) -> None:
+    assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "plot something"}])
+    scripted_model.script(Code(PLOT), Text("Here is the plot, as asked."))
+    recorder = Recorder()
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=recorder
+    ) as s:
+        s.until_done()
+        final_run = s.get_final_run()
+        final_messages = s.get_final_messages()
+
+    assert collapse(recorder.names) == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.step.created",
+        "thread.run.step.in_progress",
+        "thread.run.step.delta",
+        "thread.run.step.completed",
+        "thread.run.step.created",
+        "thread.run.step.in_progress",
+        "thread.message.created",
+        "thread.message.in_progress",
+        "thread.message.delta",
+        "thread.message.completed",
+        "thread.run.step.completed",
+        "thread.run.completed",
+    ]
+    assert "".join(recorder.code) == PLOT
+    assert recorder.names.count("thread.run.step.delta") > 3  # input streamed in pieces, then outputs
+    assert "".join(recorder.logs) == "plotted\n"
+    assert "".join(recorder.text) == "Here is the plot, as asked."
+    assert recorder.names.count("thread.message.delta") > 2  # the image part, then text token by token
+    assert final_run.status == "completed"
+    (message,) = final_messages
+    assert [part.type for part in message.content] == ["image_file", "text"]
+    stored = client.beta.threads.messages.retrieve(thread_id=thread.id, message_id=message.id)
+    assert stored.content == message.content
+
+
+def test_create_and_run_stream_starts_with_the_new_thread(
+    client: openai.OpenAI, scripted_model: ScriptedModel
+) -> None:
+    assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+    scripted_model.script(Code("print(2 ** 10)"), lambda m: Text(f"It is {last_tool_output(m).strip()}."))
+    recorder = Recorder()
+    with client.beta.threads.create_and_run_stream(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "2**10?"}]},
+        event_handler=recorder,
+    ) as s:
+        s.until_done()
+    assert recorder.names[0] == "thread.created"
+    assert recorder.names[-1] == "thread.run.completed"
+    assert "".join(recorder.text) == "It is 1024."
+
+
+def test_raw_sse_framing_is_one_line_json_and_ends_with_done(
+    live_server: LiveServer, client: openai.OpenAI, scripted_model: ScriptedModel
+) -> None:
+    assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "say hi"}])
+    scripted_model.script(Text("héllo ✓"))
+    with httpx.stream(
+        "POST",
+        f"{live_server.base_url}/threads/{thread.id}/runs",
+        json={"assistant_id": assistant.id, "stream": True},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=30,
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = response.read()
+    assert body.isascii()  # non-ASCII is escaped so per-chunk decoding can't split a character
+    events = body.decode().split("\n\n")
+    assert events[-1] == "" and events[-2] == "event: done\ndata: [DONE]"
+    for event in events[:-1]:
+        name_line, data_line = event.split("\n")
+        assert name_line.startswith("event: ") and data_line.startswith("data: ")
+    assert "h\\u00e9llo \\u2713" in body.decode()
+
+
+def test_a_failing_model_ends_the_stream_with_run_failed_then_done(
+    tmp_path: object, client: openai.OpenAI, live_server: LiveServer, scripted_model: ScriptedModel
+) -> None:
+    assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "loop"}])
+    # More code calls than the run's step limit allows (the server runs with the default of 12).
+    scripted_model.script(*[Code("1")] * 13)
+    recorder = Recorder()
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=recorder
+    ) as s:
+        s.until_done()
+        final = s.get_final_run()
+    assert recorder.names[-1] == "thread.run.failed"
+    assert final.status == "failed" and final.last_error is not None
+    assert "limit of 12 code executions" in final.last_error.message
