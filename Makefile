@@ -3,12 +3,13 @@
 PYTHON ?= python3
 VENV := .venv
 RUNTIME := .runtime
+CLIENTS := .clients
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: setup system run test lint typecheck bench clean
 
-setup: system $(VENV)/.installed $(RUNTIME)/.installed
+setup: system $(VENV)/.installed $(RUNTIME)/.installed $(CLIENTS)/openai3/.installed
 
 system:
 	@bash scripts/system-packages.sh
@@ -27,6 +28,12 @@ $(RUNTIME)/.installed: requirements/runtime.txt
 	chmod -R a+rX $(RUNTIME)
 	touch $@
 
+# Client SDKs whose versions can't share the server's venv, for the wire-conformance tests.
+$(CLIENTS)/openai3/.installed: requirements/client-openai3.txt
+	$(PYTHON) -m venv --clear $(CLIENTS)/openai3
+	$(CLIENTS)/openai3/bin/pip install -q --disable-pip-version-check -r requirements/client-openai3.txt
+	touch $@
+
 run: setup
 	$(VENV)/bin/agentbox serve --host $(HOST) --port $(PORT)
 
@@ -42,4 +49,4 @@ typecheck: setup
 	$(VENV)/bin/mypy src
 
 clean:
-	rm -rf $(VENV) $(RUNTIME)
+	rm -rf $(VENV) $(RUNTIME) $(CLIENTS)
