@@ -33,7 +33,7 @@ async def checked_file_ids(store: Store, resources: ToolResources | None, param:
 
 
 @router.post("/assistants")
-async def create_assistant(store: StoreDep, body: CreateAssistant) -> dict[str, Any]:
+async def create_assistant(store: StoreDep, body: CreateAssistant) -> wire.AssistantObject:
     record = AssistantRecord(
         id=new_id("asst_"),
         created_at=now(),
@@ -54,7 +54,7 @@ async def create_assistant(store: StoreDep, body: CreateAssistant) -> dict[str, 
 
 
 @router.get("/assistants")
-async def list_assistants(store: StoreDep, page: ListDep) -> dict[str, Any]:
+async def list_assistants(store: StoreDep, page: ListDep) -> wire.ListObject[wire.AssistantObject]:
     found = await store.page(
         AssistantRecord, limit=page.limit, order=page.order, after=page.after, before=page.before
     )
@@ -62,12 +62,12 @@ async def list_assistants(store: StoreDep, page: ListDep) -> dict[str, Any]:
 
 
 @router.get("/assistants/{assistant_id}")
-async def retrieve_assistant(store: StoreDep, assistant_id: str) -> dict[str, Any]:
+async def retrieve_assistant(store: StoreDep, assistant_id: str) -> wire.AssistantObject:
     return wire.assistant_object(await store.get(AssistantRecord, assistant_id))
 
 
 @router.post("/assistants/{assistant_id}")
-async def update_assistant(store: StoreDep, assistant_id: str, body: UpdateAssistant) -> dict[str, Any]:
+async def update_assistant(store: StoreDep, assistant_id: str, body: UpdateAssistant) -> wire.AssistantObject:
     current = await store.get(AssistantRecord, assistant_id)
     changes: dict[str, Any] = {
         k: v for k, v in body.model_dump(exclude_unset=True).items() if k not in ("tools", "tool_resources")
@@ -92,7 +92,7 @@ async def update_assistant(store: StoreDep, assistant_id: str, body: UpdateAssis
 
 
 @router.delete("/assistants/{assistant_id}")
-async def delete_assistant(store: StoreDep, assistant_id: str) -> dict[str, Any]:
+async def delete_assistant(store: StoreDep, assistant_id: str) -> wire.DeletedObject:
     await store.get(AssistantRecord, assistant_id)
     await store.remove(AssistantRecord, assistant_id)
     return wire.deleted_object(assistant_id, "assistant.deleted")

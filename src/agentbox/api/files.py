@@ -6,7 +6,7 @@ import mimetypes
 import os
 import unicodedata
 import urllib.parse
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
@@ -51,7 +51,7 @@ async def upload_file(
     blobs: BlobsDep,
     file: Annotated[UploadFile, File()],
     purpose: Annotated[str, Form()],
-) -> dict[str, Any]:
+) -> wire.FileObject:
     if purpose not in UPLOAD_PURPOSES:
         raise InvalidRequest(
             f"Invalid purpose '{purpose}'; expected one of {', '.join(sorted(UPLOAD_PURPOSES))}.",
@@ -69,7 +69,7 @@ async def upload_file(
 @router.get("/files")
 async def list_files(
     store: StoreDep, page: ListDep, purpose: Annotated[str | None, Query()] = None
-) -> dict[str, Any]:
+) -> wire.ListObject[wire.FileObject]:
     found = await store.page(
         FileRecord, limit=page.limit, order=page.order, after=page.after, before=page.before, purpose=purpose
     )
@@ -77,12 +77,12 @@ async def list_files(
 
 
 @router.get("/files/{file_id}")
-async def retrieve_file(store: StoreDep, file_id: str) -> dict[str, Any]:
+async def retrieve_file(store: StoreDep, file_id: str) -> wire.FileObject:
     return wire.file_object(await store.get(FileRecord, file_id))
 
 
 @router.delete("/files/{file_id}")
-async def delete_file(store: StoreDep, blobs: BlobsDep, file_id: str) -> dict[str, Any]:
+async def delete_file(store: StoreDep, blobs: BlobsDep, file_id: str) -> wire.DeletedObject:
     record = await store.get(FileRecord, file_id)
     await store.remove(FileRecord, file_id)
     await blobs.delete(record.path)

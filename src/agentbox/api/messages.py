@@ -54,7 +54,7 @@ async def message_record(store: Store, thread_id: str, body: CreateMessage, para
 
 
 @router.post("/threads/{thread_id}/messages")
-async def create_message(store: StoreDep, thread_id: str, body: CreateMessage) -> dict[str, Any]:
+async def create_message(store: StoreDep, thread_id: str, body: CreateMessage) -> wire.MessageObject:
     await store.get(ThreadRecord, thread_id)
     active = await store.active_run(thread_id)
     if active is not None:
@@ -72,7 +72,7 @@ async def list_messages(
     page: ListDep,
     run_id: Annotated[str | None, Query()] = None,
     run_id_camel: Annotated[str | None, Query(alias="runId")] = None,
-) -> dict[str, Any]:
+) -> wire.ListObject[wire.MessageObject]:
     await store.get(ThreadRecord, thread_id)
     found = await store.page(
         MessageRecord,
@@ -87,14 +87,14 @@ async def list_messages(
 
 
 @router.get("/threads/{thread_id}/messages/{message_id}")
-async def retrieve_message(store: StoreDep, thread_id: str, message_id: str) -> dict[str, Any]:
+async def retrieve_message(store: StoreDep, thread_id: str, message_id: str) -> wire.MessageObject:
     return wire.message_object(await store.get(MessageRecord, message_id, thread_id=thread_id))
 
 
 @router.post("/threads/{thread_id}/messages/{message_id}")
 async def update_message(
     store: StoreDep, thread_id: str, message_id: str, body: UpdateMetadata
-) -> dict[str, Any]:
+) -> wire.MessageObject:
     await store.get(MessageRecord, message_id, thread_id=thread_id)
     if body.metadata is None:
         return wire.message_object(await store.get(MessageRecord, message_id))
@@ -102,7 +102,7 @@ async def update_message(
 
 
 @router.delete("/threads/{thread_id}/messages/{message_id}")
-async def delete_message(store: StoreDep, thread_id: str, message_id: str) -> dict[str, Any]:
+async def delete_message(store: StoreDep, thread_id: str, message_id: str) -> wire.DeletedObject:
     await store.get(MessageRecord, message_id, thread_id=thread_id)
     await store.remove(MessageRecord, message_id)
     return wire.deleted_object(message_id, "thread.message.deleted")

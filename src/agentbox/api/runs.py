@@ -67,7 +67,7 @@ def _plain(value: Any) -> Any:
     return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
 
 
-def _answer(run: RunRecord, response: Response) -> dict[str, Any]:
+def _answer(run: RunRecord, response: Response) -> wire.RunObject:
     response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
     return wire.run_object(run)
 
@@ -75,7 +75,7 @@ def _answer(run: RunRecord, response: Response) -> dict[str, Any]:
 @router.post("/threads/{thread_id}/runs", response_model=None)
 async def create_run(
     store: StoreDep, engine: EngineDep, response: Response, thread_id: str, body: CreateRun
-) -> dict[str, Any] | StreamingResponse:
+) -> wire.RunObject | StreamingResponse:
     await store.get(ThreadRecord, thread_id)
     run = await _start_run(store, engine, thread_id, body)
     return sse.run_stream(engine.events, run.id) if body.stream else _answer(run, response)
@@ -84,7 +84,7 @@ async def create_run(
 @router.post("/threads/runs", response_model=None)
 async def create_thread_and_run(
     store: StoreDep, engine: EngineDep, response: Response, body: CreateThreadAndRun
-) -> dict[str, Any] | StreamingResponse:
+) -> wire.RunObject | StreamingResponse:
     thread = await create_thread_record(store, body.thread or CreateThread())
     run = await _start_run(store, engine, thread.id, body)
     return sse.run_stream(engine.events, run.id, thread=thread) if body.stream else _answer(run, response)
@@ -93,7 +93,7 @@ async def create_thread_and_run(
 @router.post("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
 async def submit_tool_outputs(
     engine: EngineDep, response: Response, thread_id: str, run_id: str, body: SubmitToolOutputs
-) -> dict[str, Any] | StreamingResponse:
+) -> wire.RunObject | StreamingResponse:
     start = engine.events.position(run_id)
     outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
     run = await engine.submit_tool_outputs(thread_id, run_id, outputs)
@@ -101,7 +101,7 @@ async def submit_tool_outputs(
 
 
 @router.get("/threads/{thread_id}/runs")
-async def list_runs(store: StoreDep, thread_id: str, page: ListDep) -> dict[str, Any]:
+async def list_runs(store: StoreDep, thread_id: str, page: ListDep) -> wire.ListObject[wire.RunObject]:
     await store.get(ThreadRecord, thread_id)
     found = await store.page(
         RunRecord,
@@ -115,12 +115,12 @@ async def list_runs(store: StoreDep, thread_id: str, page: ListDep) -> dict[str,
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
-async def retrieve_run(store: StoreDep, response: Response, thread_id: str, run_id: str) -> dict[str, Any]:
+async def retrieve_run(store: StoreDep, response: Response, thread_id: str, run_id: str) -> wire.RunObject:
     return _answer(await store.get(RunRecord, run_id, thread_id=thread_id), response)
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}")
-async def update_run(store: StoreDep, thread_id: str, run_id: str, body: UpdateMetadata) -> dict[str, Any]:
+async def update_run(store: StoreDep, thread_id: str, run_id: str, body: UpdateMetadata) -> wire.RunObject:
     await store.get(RunRecord, run_id, thread_id=thread_id)
     if body.metadata is None:
         return wire.run_object(await store.get(RunRecord, run_id))
@@ -128,12 +128,14 @@ async def update_run(store: StoreDep, thread_id: str, run_id: str, body: UpdateM
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")
-async def cancel_run(engine: EngineDep, thread_id: str, run_id: str) -> dict[str, Any]:
+async def cancel_run(engine: EngineDep, thread_id: str, run_id: str) -> wire.RunObject:
     return wire.run_object(await engine.cancel(thread_id, run_id))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/steps")
-async def list_steps(store: StoreDep, thread_id: str, run_id: str, page: ListDep) -> dict[str, Any]:
+async def list_steps(
+    store: StoreDep, thread_id: str, run_id: str, page: ListDep
+) -> wire.ListObject[wire.StepObject]:
     await store.get(RunRecord, run_id, thread_id=thread_id)
     found = await store.page(
         StepRecord, limit=page.limit, order=page.order, after=page.after, before=page.before, run_id=run_id
@@ -142,6 +144,6 @@ async def list_steps(store: StoreDep, thread_id: str, run_id: str, page: ListDep
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
-async def retrieve_step(store: StoreDep, thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
+async def retrieve_step(store: StoreDep, thread_id: str, run_id: str, step_id: str) -> wire.StepObject:
     await store.get(RunRecord, run_id, thread_id=thread_id)
     return wire.step_object(await store.get(StepRecord, step_id, run_id=run_id))

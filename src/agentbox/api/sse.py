@@ -19,13 +19,11 @@ from agentbox.store.records import MessageRecord, RunRecord, StepRecord, ThreadR
 
 def _data(name: str, payload: Any) -> Any:
     if isinstance(payload, RunRecord):
-        return wire.run_object(payload)
+        return wire.run_object(payload).model_dump(mode="json")
     if isinstance(payload, StepRecord):
-        return wire.step_object(payload)
+        return wire.step_object(payload).model_dump(mode="json")
     if isinstance(payload, MessageRecord):
-        return wire.message_object(payload)
-    if isinstance(payload, ThreadRecord):
-        return wire.thread_object(payload)
+        return wire.message_object(payload).model_dump(mode="json")
     if isinstance(payload, Delta):
         return {"id": payload.object_id, "object": name, "delta": payload.delta}
     raise TypeError(f"no wire shape for a {type(payload).__name__} in event {name}")
@@ -55,7 +53,7 @@ def run_stream(
     events: RunEvents, run_id: str, start: int = 0, thread: ThreadRecord | None = None
 ) -> StreamingResponse:
     """The run's events from position `start` as an SSE response (a new thread's event first, if any)."""
-    first = [frame("thread.created", wire.thread_object(thread))] if thread is not None else []
+    first = [frame("thread.created", wire.thread_object(thread).model_dump(mode="json"))] if thread else []
     return StreamingResponse(
         _frames(events, run_id, start, first),
         media_type="text/event-stream",

@@ -38,17 +38,17 @@ async def create_thread_record(store: Store, body: CreateThread) -> ThreadRecord
 
 
 @router.post("/threads")
-async def create_thread(store: StoreDep, body: CreateThread | None = None) -> dict[str, Any]:
+async def create_thread(store: StoreDep, body: CreateThread | None = None) -> wire.ThreadObject:
     return wire.thread_object(await create_thread_record(store, body or CreateThread()))
 
 
 @router.get("/threads/{thread_id}")
-async def retrieve_thread(store: StoreDep, thread_id: str) -> dict[str, Any]:
+async def retrieve_thread(store: StoreDep, thread_id: str) -> wire.ThreadObject:
     return wire.thread_object(await store.get(ThreadRecord, thread_id))
 
 
 @router.post("/threads/{thread_id}")
-async def update_thread(store: StoreDep, thread_id: str, body: UpdateThread) -> dict[str, Any]:
+async def update_thread(store: StoreDep, thread_id: str, body: UpdateThread) -> wire.ThreadObject:
     current = await store.get(ThreadRecord, thread_id)
     changes: dict[str, Any] = {}
     if body.metadata is not None:
@@ -63,7 +63,7 @@ async def update_thread(store: StoreDep, thread_id: str, body: UpdateThread) -> 
 
 
 @router.delete("/threads/{thread_id}")
-async def delete_thread(store: StoreDep, sandbox: SandboxDep, thread_id: str) -> dict[str, Any]:
+async def delete_thread(store: StoreDep, sandbox: SandboxDep, thread_id: str) -> wire.DeletedObject:
     await store.get(ThreadRecord, thread_id)
     active = await store.active_run(thread_id)
     if active is not None:
