@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from agentbox.api import wire
 from agentbox.api.deps import StoreDep
+from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
 from agentbox.api.schemas import CreateAssistant, ToolResources, UpdateAssistant
 from agentbox.errors import InvalidRequest, NotFound
@@ -16,7 +17,7 @@ from agentbox.ids import new_id, now
 from agentbox.store.database import Store
 from agentbox.store.records import AssistantRecord, FileRecord
 
-router = APIRouter(tags=["assistants"])
+router = APIRouter(tags=["assistants"], responses=ERROR_RESPONSES)
 
 
 async def checked_file_ids(store: Store, resources: ToolResources | None, param: str) -> list[str]:

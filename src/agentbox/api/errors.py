@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from agentbox.errors import (
@@ -56,7 +57,14 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     param = ".".join(location) or None
     kind = first.get("type", "")
     if kind == "json_invalid":
-        message = "We could not parse the JSON body of your request. The body must be valid JSON."
+        # Name the decoder's complaint and where: broken bodies are usually hand-written (curl).
+        problem = str(first.get("ctx", {}).get("error", "invalid JSON"))
+        position = first.get("loc", ("body", None))[-1]
+        where = f" at character {position}" if isinstance(position, int) else ""
+        message = (
+            f"We could not parse the JSON body of your request: {problem}{where}. "
+            "The body must be valid JSON."
+        )
         param = None
     elif kind == "missing":
         message = f"Missing required parameter: '{param}'."
@@ -95,3 +103,26 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# Declared on every router so the OpenAPI document lists the errors the routes really answer.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "Invalid request (bad JSON, missing or invalid field, conflicting state)"),
+        (401, "Missing or wrong API key"),
+        (404, "No object with that id"),
+        (500, "Server error"),
+    )
+}

@@ -6,21 +6,22 @@ import mimetypes
 import os
 import unicodedata
 import urllib.parse
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from agentbox.api import wire
 from agentbox.api.deps import BlobsDep, StoreDep
+from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
 from agentbox.errors import InvalidRequest, NotFound
 from agentbox.ids import new_id, now
 from agentbox.store.records import FileRecord
 
-router = APIRouter(tags=["files"])
+router = APIRouter(tags=["files"], responses=ERROR_RESPONSES)
 
-UPLOAD_PURPOSES = {"assistants", "vision", "user_data", "batch", "fine-tune", "evals"}
+UploadPurpose = Literal["assistants", "vision", "user_data", "batch", "fine-tune", "evals"]
 
 
 def clean_filename(raw: str | None) -> str:
@@ -50,13 +51,8 @@ async def upload_file(
     store: StoreDep,
     blobs: BlobsDep,
     file: Annotated[UploadFile, File()],
-    purpose: Annotated[str, Form()],
+    purpose: Annotated[UploadPurpose, Form()],
 ) -> wire.FileObject:
-    if purpose not in UPLOAD_PURPOSES:
-        raise InvalidRequest(
-            f"Invalid purpose '{purpose}'; expected one of {', '.join(sorted(UPLOAD_PURPOSES))}.",
-            param="purpose",
-        )
     filename = clean_filename(file.filename)
     file_id = new_id("file-")
     path, size = await blobs.save_stream(file_id, file.file)

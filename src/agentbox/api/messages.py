@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from agentbox.api import wire
 from agentbox.api.deps import StoreDep
+from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
 from agentbox.api.schemas import CreateMessage, UpdateMetadata
 from agentbox.errors import Conflict, InvalidRequest, NotFound
@@ -15,7 +16,7 @@ from agentbox.ids import new_id, now
 from agentbox.store.database import Store
 from agentbox.store.records import FileRecord, MessageRecord, ThreadRecord
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(tags=["messages"], responses=ERROR_RESPONSES)
 
 
 async def message_record(store: Store, thread_id: str, body: CreateMessage, param: str) -> MessageRecord:

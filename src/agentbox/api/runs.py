@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from agentbox.api import sse, wire
 from agentbox.api.deps import EngineDep, StoreDep
+from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
 from agentbox.api.messages import message_record
 from agentbox.api.schemas import (
@@ -23,7 +24,16 @@ from agentbox.engine.runs import RunEngine, RunRequest
 from agentbox.store.database import Store
 from agentbox.store.records import RunRecord, StepRecord, ThreadRecord
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
+
+# Routes that stream when the body says "stream": true document both answers.
+RUN_OR_EVENTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": wire.RunObject,
+        "description": "The run; with `stream: true` its events as server-sent events instead",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
 
 # openai-python's poller honours this header; without it it sleeps a full second between polls.
 POLL_AFTER_MS = "100"
@@ -72,7 +82,7 @@ def _answer(run: RunRecord, response: Response) -> wire.RunObject:
     return wire.run_object(run)
 
 
-@router.post("/threads/{thread_id}/runs", response_model=None)
+@router.post("/threads/{thread_id}/runs", response_model=None, responses=RUN_OR_EVENTS)
 async def create_run(
     store: StoreDep, engine: EngineDep, response: Response, thread_id: str, body: CreateRun
 ) -> wire.RunObject | StreamingResponse:
@@ -81,7 +91,7 @@ async def create_run(
     return sse.run_stream(engine.events, run.id) if body.stream else _answer(run, response)
 
 
-@router.post("/threads/runs", response_model=None)
+@router.post("/threads/runs", response_model=None, responses=RUN_OR_EVENTS)
 async def create_thread_and_run(
     store: StoreDep, engine: EngineDep, response: Response, body: CreateThreadAndRun
 ) -> wire.RunObject | StreamingResponse:
@@ -90,7 +100,9 @@ async def create_thread_and_run(
     return sse.run_stream(engine.events, run.id, thread=thread) if body.stream else _answer(run, response)
 
 
-@router.post("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
+@router.post(
+    "/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None, responses=RUN_OR_EVENTS
+)
 async def submit_tool_outputs(
     engine: EngineDep, response: Response, thread_id: str, run_id: str, body: SubmitToolOutputs
 ) -> wire.RunObject | StreamingResponse:

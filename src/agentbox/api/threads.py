@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from agentbox.api import wire
 from agentbox.api.assistants import checked_file_ids
 from agentbox.api.deps import SandboxDep, StoreDep
+from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.messages import message_record
 from agentbox.api.schemas import CreateThread, UpdateThread
 from agentbox.errors import Conflict
@@ -16,7 +17,7 @@ from agentbox.ids import new_id, now
 from agentbox.store.database import Store
 from agentbox.store.records import ThreadRecord
 
-router = APIRouter(tags=["threads"])
+router = APIRouter(tags=["threads"], responses=ERROR_RESPONSES)
 
 
 async def create_thread_record(store: Store, body: CreateThread) -> ThreadRecord:
