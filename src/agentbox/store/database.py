@@ -166,9 +166,13 @@ class Store:
             if before is not None:
                 seq = cursor_seq(c, before, "before")
                 query = query.where(table.c.seq < seq if order == "asc" else table.c.seq > seq)
-            query = query.order_by(table.c.seq.asc() if order == "asc" else table.c.seq.desc())
+            # A `before` page is the one just ahead of the cursor: read backwards from it, then flip.
+            backwards = before is not None and after is None
+            ascending = (order == "asc") != backwards
+            query = query.order_by(table.c.seq.asc() if ascending else table.c.seq.desc())
             rows = [dict(r) for r in c.execute(query.limit(limit + 1)).mappings()]
-            return rows[:limit], len(rows) > limit
+            page = rows[:limit]
+            return (page[::-1] if backwards else page), len(rows) > limit
 
         rows, has_more = await self._run(work)
         return Page([_to_record(cls, r) for r in rows], has_more)
