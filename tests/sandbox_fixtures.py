@@ -1,7 +1,8 @@
 """A real SessionManager on a private sessions dir, driven from synchronous tests.
 
 One asyncio.Runner per harness keeps a single event loop alive across calls, so a module-scoped
-harness can keep its kernels warm between tests.
+harness can keep its kernels warm between tests. BACKENDS lists the backends the security suite
+runs against; one is skipped (with the reason) only when its tools are not installed.
 """
 
 from __future__ import annotations
@@ -20,16 +21,38 @@ from agentbox.sandbox import Execution, InputFile, SandboxConfig, SessionManager
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 RUNTIME = REPO / ".runtime"
+BACKENDS = ("bubblewrap", "gvisor")
+SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Small limits (spec/sandbox.md §2 harness): a broken build cannot take the machine down.
+SMALL_LIMITS: dict[str, Any] = {
+    "exec_timeout_s": 10.0,
+    "interrupt_grace_s": 1.0,
+    "session_disk_mb": 32,
+    "tmp_size_mb": 16,
+    "memory_mb": 256,
+    "pids_max": 64,
+    "cpus": 0.5,
+    "nofile": 128,
+    "session_inodes": 2000,
+    "output_limit_bytes": 64 * 1024,
+}
 
 
 def skip_reason() -> str | None:
     """Why real sandboxes cannot run here, or None."""
     if os.geteuid() != 0:
         return "sandbox security tests need root (per-session uid, tmpfs and cgroups)"
-    if shutil.which("bwrap") is None:
+    if shutil.which("bwrap", path=SEARCH_PATH) is None:
         return "bubblewrap (bwrap) is not installed"
     if not (RUNTIME / "bin" / "python3").exists():
         return "the sandbox runtime .runtime is not built (make setup)"
+    return None
+
+
+def backend_skip_reason(backend: str) -> str | None:
+    if backend == "gvisor" and shutil.which("runsc", path=SEARCH_PATH) is None:
+        return "gVisor (runsc) is not installed: apt-get install runsc (scripts/system-packages.sh)"
     return None
 
 
@@ -38,14 +61,10 @@ requires_sandbox = pytest.mark.skipif(skip_reason() is not None, reason=skip_rea
 
 class Harness:
     def __init__(self, sessions_dir: Path, **overrides: Any) -> None:
-        settings: dict[str, Any] = {
-            "exec_timeout_s": 10.0,
-            "interrupt_grace_s": 1.0,
-            "uid_base": 1_300_000,
-            "session_disk_mb": 32,
-        }
+        settings: dict[str, Any] = {"uid_base": 1_300_000, **SMALL_LIMITS}
         settings.update(overrides)
         self.config = SandboxConfig(sessions_dir=sessions_dir, runtime_dir=RUNTIME, **settings)
+        self.backend = self.config.backend
         self.runner = asyncio.Runner()
         self.manager = SessionManager(self.config)
         self.call(self.manager.start())
@@ -56,6 +75,10 @@ class Harness:
     def run(self, code: str, key: str = "thread_a", files: Sequence[InputFile] = ()) -> Execution:
         return self.call(self.manager.execute(key, code, files))
 
+    def wait(self, seconds: float) -> None:
+        """Let the manager's own tasks (the reaper) run for a while."""
+        self.call(asyncio.sleep(seconds))
+
     def session_uid(self, key: str) -> int:
         return self.manager._sessions[key].uid
 
@@ -63,6 +86,11 @@ class Harness:
         cgroup = self.manager._sessions[key].cgroup
         assert cgroup is not None
         return cgroup.pids()
+
+    def cgroup_dir(self, key: str, controller: str) -> Path:
+        cgroup = self.manager._sessions[key].cgroup
+        assert cgroup is not None
+        return cgroup.dirs[controller]
 
     def cgroup_pid_files(self, key: str) -> list[Path]:
         cgroup = self.manager._sessions[key].cgroup
@@ -77,3 +105,20 @@ class Harness:
             self.call(self.manager.aclose())
         finally:
             self.runner.close()
+
+
+def host_uids() -> set[int]:
+    """Real uids of every host process."""
+    uids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    uids.add(int(next(line for line in f if line.startswith("Uid:")).split()[1]))
+            except (OSError, StopIteration):
+                continue
+    return uids
+
+
+def host_pids() -> set[int]:
+    return {int(e) for e in os.listdir("/proc") if e.isdigit()}

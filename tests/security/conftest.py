@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.sandbox_fixtures import Harness, skip_reason
+from tests.sandbox_fixtures import BACKENDS, Harness, backend_skip_reason, skip_reason
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -16,9 +16,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every security test runs once per backend."""
+    name: str = request.param
+    reason = backend_skip_reason(name)
+    if reason is not None:
+        pytest.skip(reason)
+    return name
+
+
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+def sandbox(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Harness]:
     """A warm manager shared by a module's tests: for promises about one session, not lifecycles."""
-    harness = Harness(tmp_path_factory.mktemp("sessions"))
+    uid_base = 1_300_000 if backend == "bubblewrap" else 1_400_000
+    harness = Harness(tmp_path_factory.mktemp("sessions"), backend=backend, uid_base=uid_base)
     yield harness
     harness.close()

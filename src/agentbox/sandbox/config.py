@@ -37,3 +37,15 @@ class SandboxConfig:
     """Time a new kernel gets to import its libraries and say hello."""
     stage_dir: Path = Path("/run/agentbox-stage")
     """An empty host directory each kernel's private mount namespace covers with its staging tmpfs."""
+    backend: str = "bubblewrap"
+    """"bubblewrap" (default) or "gvisor" (runsc run with an OCI bundle)."""
+    nofile: int = 1024
+    """Open files of one process (RLIMIT_NOFILE, hard)."""
+    session_idle_s: float = 1800.0
+    """A session unused this long is torn down (Azure: 30 min idle); the next run starts fresh."""
+    session_max_s: float = 3600.0
+    """A session older than this is torn down once idle (Azure: 1 h active)."""
+    runsc_root: Path = Path("/run/agentbox-runsc")
+    """Parent of runsc's per-manager container-state directories (gVisor backend)."""
+    session_inodes: int = 100_000
+    """Files and directories the session's /mnt/data can hold (tmpfs nr_inodes; ENOSPC past it)."""

@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 from agentbox.errors import InvalidRequest, NotFound, SandboxError
@@ -27,10 +27,10 @@ Snapshot = dict[str, tuple[int, int, int]]
 """name relative to /mnt/data → (size, mtime_ns, inode) of a regular file."""
 
 
-def mount_session_fs(path: Path, name: str, size_mb: int, uid: int) -> None:
-    """Create `path` and mount a tmpfs of size_mb on it owned by uid (ENOSPC past the size)."""
+def mount_session_fs(path: Path, name: str, size_mb: int, uid: int, inodes: int) -> None:
+    """Create `path` and mount a tmpfs of size_mb on it owned by uid (ENOSPC past the size or inodes)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    options = f"size={size_mb}m,mode=0700,uid={uid},gid={uid},nosuid,nodev"
+    options = f"size={size_mb}m,nr_inodes={inodes},mode=0700,uid={uid},gid={uid},nosuid,nodev"
     _run(["mount", "-t", "tmpfs", "-o", options, f"agentbox-{name}", str(path)])
 
 
@@ -114,15 +114,19 @@ def _remove_entry(dir_fd: int, name: str) -> None:
 def snapshot(data_dir: Path) -> Snapshot:
     """Regular files under data_dir (lstat, no symlink followed), bounded in entries and depth."""
     found: Snapshot = {}
-    for seen, (rel, st) in enumerate(_walk(data_dir, "", 0)):
-        if seen >= SCAN_MAX_ENTRIES:
-            break
-        if stat.S_ISREG(st.st_mode):
-            found[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    walker = _walk(data_dir, "", 0)
+    try:
+        for seen, (rel, st) in enumerate(walker):
+            if seen >= SCAN_MAX_ENTRIES:
+                break
+            if stat.S_ISREG(st.st_mode):
+                found[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    finally:
+        walker.close()  # closes the open scandir iterators of a walk cut short
     return found
 
 
-def _walk(base: Path, prefix: str, depth: int) -> Iterator[tuple[str, os.stat_result]]:
+def _walk(base: Path, prefix: str, depth: int) -> Generator[tuple[str, os.stat_result], None, None]:
     try:
         with os.scandir(base / prefix if prefix else base) as entries:
             for entry in entries:

@@ -28,6 +28,10 @@ class Execution:
     restarted: bool
     """The cell ran in a fresh kernel although an earlier kernel of this session existed."""
     duration_s: float
+    oom: bool = False
+    """The session's memory cgroup killed it (logs then end with kernel.OOM_MESSAGE)."""
+    state_lost_reason: str | None = None
+    """Why variables are gone when restarted is set: the kernel died, or the session expired."""
 
 
 @dataclass(frozen=True, slots=True)

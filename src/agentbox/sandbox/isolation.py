@@ -1,91 +1,122 @@
-"""What isolation this host can give, checked once at start and reported by `agentbox doctor`."""
+"""What isolation this host gives the configured backend: checked at start, printed by `agentbox doctor`.
+
+Each check is (name, in force, detail). A check that is not in force means user code would run
+with weaker isolation than configured; the server then refuses to start unless allow_weak is set.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 
-from agentbox.sandbox import cgroups
+from agentbox.sandbox import cgroups, seccomp
+from agentbox.sandbox.backend import Backend, Check
+from agentbox.sandbox.config import SandboxConfig
 
-TOOLS = ("bwrap", "unshare", "setpriv", "prlimit", "mount", "umount")
-
-Check = tuple[str, bool, str]
+SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+TOOLS = {
+    "bubblewrap": ("bwrap", "unshare", "setpriv", "prlimit", "mount", "umount"),
+    "gvisor": ("runsc", "mount", "umount"),
+}
 
 
 @dataclass(frozen=True, slots=True)
 class HostCapabilities:
+    backend: str
     root: bool
     missing_tools: tuple[str, ...]
-    bwrap_version: str
     cgroups: bool
+    seccomp_arch: str | None
+    backend_checks: tuple[Check, ...]
+
+    @property
+    def backend_ok(self) -> bool:
+        return all(ok for _, ok, _ in self.backend_checks)
 
     @property
     def strong(self) -> bool:
         """Everything the full recipe needs is here."""
-        return self.root and not self.missing_tools and self.cgroups
+        return (
+            self.root
+            and not self.missing_tools
+            and self.cgroups
+            and self.seccomp_arch is not None
+            and self.backend_ok
+        )
 
 
-def probe() -> HostCapabilities:
-    """Blocking (runs `bwrap --version`); call via to_thread."""
-    search = "/usr/sbin:/usr/bin:/sbin:/bin"
-    missing = tuple(t for t in TOOLS if shutil.which(t, path=search) is None)
-    version = ""
-    if "bwrap" not in missing:
-        try:
-            out = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, timeout=10)
-            version = out.stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            version = ""
-    return HostCapabilities(os.geteuid() == 0, missing, version, cgroups.available())
+def probe(backend: Backend) -> HostCapabilities:
+    """Blocking (runs `bwrap --version` / `runsc --version`); call via to_thread."""
+    tools = TOOLS.get(backend.name, ())
+    missing = tuple(t for t in tools if shutil.which(t, path=SEARCH_PATH) is None)
+    arch = seccomp.host_arch()
+    return HostCapabilities(
+        backend=backend.name,
+        root=os.geteuid() == 0,
+        missing_tools=missing,
+        cgroups=cgroups.available(),
+        seccomp_arch=arch.name if arch else None,
+        backend_checks=tuple(backend.checks()),
+    )
 
 
-def report(caps: HostCapabilities, config_allows_weak: bool) -> list[Check]:
-    bwrap = bool(caps.bwrap_version)
+def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
+    limits = caps.cgroups and caps.root
+    cpus = f"{config.cpus:g} CPU (cfs_quota_us)" if config.cpus is not None else "no CPU cap configured"
     checks: list[Check] = [
-        ("backend", bwrap, caps.bwrap_version or "bubblewrap (bwrap) not found"),
-        ("user namespace", bwrap, "--unshare-user, uid 1000 inside, --disable-userns, --cap-drop ALL"),
-        ("pid namespace", bwrap, "--unshare-pid, --die-with-parent"),
-        ("net namespace", bwrap, "--unshare-net: only lo, no route out"),
-        ("ipc namespace", bwrap, "--unshare-ipc"),
-        ("uts namespace", bwrap, "--unshare-uts, hostname 'sandbox'"),
+        *caps.backend_checks,
+        (
+            "seccomp",
+            caps.seccomp_arch is not None,
+            f"{caps.seccomp_arch} filter: EPERM for ptrace, bpf, userfaultfd, io_uring, keyctl, "
+            "mount family, unshare/setns, CLONE_NEW*; EAFNOSUPPORT for non-unix sockets"
+            if caps.seccomp_arch
+            else f"no syscall table for {os.uname().machine}: no seccomp filter",
+        ),
         (
             "unprivileged uid",
-            caps.root and "setpriv" not in caps.missing_tools,
-            "one host uid per live session via setpriv"
+            caps.root,
+            "one host uid per live session, no capabilities, no new privileges"
             if caps.root
             else "not root: runs as the server's uid",
         ),
+        ("clean env", True, "env -i before the sandbox; only an allowlist is set inside"),
         (
             "private /mnt/data fs",
             caps.root and "mount" not in caps.missing_tools,
-            "size-limited tmpfs per session, host path hidden by a private mount namespace"
+            f"{config.session_disk_mb} MiB tmpfs per session (ENOSPC past it), host path hidden"
             if caps.root
             else "not root: a plain directory without a size limit",
         ),
-        ("clean env", True, "env -i before bwrap and --clearenv; only an allowlist is set"),
-        ("read-only root", bwrap, "--remount-ro /, /usr and the runtime bound read-only, /tmp size-limited"),
-        ("rlimits", "prlimit" not in caps.missing_tools, "core 0, nofile 1024, fsize = disk quota, nproc"),
+        ("memory limit", limits, f"{config.memory_mb} MiB cgroup memory(+swap) limit, OOM kill reported"),
+        ("process limit", limits, f"{config.pids_max} processes+threads (pids.max / RLIMIT_NPROC)"),
+        ("cpu limit", limits or config.cpus is None, cpus),
+        ("kill path", limits, "freezer FROZEN, SIGKILL every pid in the session cgroup, THAWED"),
+        ("/tmp size", True, f"{config.tmp_size_mb} MiB tmpfs"),
+        ("open files", True, f"RLIMIT_NOFILE {config.nofile}"),
+        ("file size", True, f"RLIMIT_FSIZE {config.session_disk_mb} MiB"),
+        ("output cap", True, f"{config.output_limit_bytes} bytes of stdout+stderr per cell, then a marker"),
         (
-            "cgroups",
-            caps.cgroups and caps.root,
-            "v1 memory, pids, cpu, cpuacct, freezer per session; freezer kill"
-            if caps.cgroups
-            else "cgroup v1 controllers not writable: no memory/pids cap, kill by process group only",
+            "session lifetime",
+            True,
+            f"idle {config.session_idle_s:g} s, total {config.session_max_s:g} s, "
+            f"cell {config.exec_timeout_s:g} s + {config.interrupt_grace_s:g} s grace",
         ),
-        ("seccomp", False, "no seccomp filter yet (ptrace, bpf, io_uring ... are left to the kernel)"),
     ]
+    if caps.missing_tools:
+        checks.append(("tools", False, f"missing: {', '.join(caps.missing_tools)}"))
     if not caps.strong:
-        detail = "allow_weak is set" if config_allows_weak else "allow_weak is off"
-        checks.append(("weak mode allowed", config_allows_weak, detail))
+        detail = "allow_weak is set" if config.allow_weak else "allow_weak is off"
+        checks.append(("weak mode allowed", config.allow_weak, detail))
     return checks
 
 
 def unavailable_reason(caps: HostCapabilities) -> str | None:
     """A sentence saying why the full sandbox cannot run here, or None."""
-    if not caps.bwrap_version:
-        return "bubblewrap (bwrap) is not installed; run `make setup` (scripts/system-packages.sh)."
+    if not caps.backend_ok:
+        failed = "; ".join(detail for _, ok, detail in caps.backend_checks if not ok)
+        return f"the {caps.backend} backend is not usable: {failed}; run `make setup`."
     if not caps.root:
         return (
             "the server is not root, so sessions cannot get their own uid and filesystem; "
@@ -95,4 +126,6 @@ def unavailable_reason(caps: HostCapabilities) -> str | None:
         return f"missing tools: {', '.join(caps.missing_tools)}."
     if not caps.cgroups:
         return "cgroup v1 memory/pids/cpu/cpuacct/freezer controllers are not writable in /sys/fs/cgroup."
+    if caps.seccomp_arch is None:
+        return f"no seccomp syscall table for this machine ({os.uname().machine})."
     return None

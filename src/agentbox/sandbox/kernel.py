@@ -33,13 +33,18 @@ STDERR_KEEP = 4096
 REAP_WAIT_S = 2.0
 
 
+OOM_MESSAGE = "out of memory — the session was restarted, variables were lost, files kept"
+"""The whole sentence the model and the user see after the session's memory cgroup killed it."""
+
+
 class KernelGone(Exception):
     """The executor stopped before finishing the cell; `reason` is a sentence for the user."""
 
-    def __init__(self, reason: str, output: str = "") -> None:
+    def __init__(self, reason: str, output: str = "", oom: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.output = output
+        self.oom = oom
 
 
 @dataclass(slots=True)
@@ -57,12 +62,12 @@ class Kernel:
         self,
         proc: asyncio.subprocess.Process,
         max_images: int,
-        kill_tree: Callable[[int], Awaitable[str | None]],
+        kill_tree: Callable[[int], Awaitable[bool]],
     ) -> None:
         self._proc = proc
         self._decoder = frames.Decoder()
         self._max_images = max_images
-        self._kill_tree = kill_tree  # kills the session's processes but the given pid; returns an OOM note
+        self._kill_tree = kill_tree  # kills the session's processes but the given pid; True after an OOM kill
         self._next_id = 0
         self._images: list[bytes] = []
         self.pid = proc.pid
@@ -74,7 +79,8 @@ class Kernel:
         *,
         max_images: int,
         start_timeout_s: float,
-        kill_tree: Callable[[int], Awaitable[str | None]],
+        kill_tree: Callable[[int], Awaitable[bool]],
+        pass_fds: tuple[int, ...] = (),
     ) -> Kernel:
         """Spawn the sandbox and wait for the executor's hello; SandboxUnavailable if it never comes."""
         try:
@@ -86,6 +92,7 @@ class Kernel:
                 start_new_session=True,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},  # never the server's own environment
                 limit=frames.MAX_FRAME,
+                pass_fds=pass_fds,
             )
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start the sandbox ({argv[0]}): {exc.strerror}") from exc
@@ -124,7 +131,8 @@ class Kernel:
                 reply = await self._collect(request_id)
                 reply.interrupted = True
                 return reply
-        await self.kill()
+        if await self.kill():
+            raise KernelGone(OOM_MESSAGE, oom=True)
         raise KernelGone(
             f"The session was killed: the cell ran past {timeout_s:g} s and did not stop within "
             f"{grace_s:g} s of an interrupt; variables were lost, files in /mnt/data were kept."
@@ -143,9 +151,9 @@ class Kernel:
         except (TimeoutError, KernelGone, ProtocolError):
             return False
 
-    async def kill(self) -> str | None:
-        """Kill every process of the session and reap ours; returns an OOM note if that was the cause."""
-        note = await self._kill_tree(self._proc.pid)
+    async def kill(self) -> bool:
+        """Kill every process of the session and reap ours; True when an OOM kill had happened."""
+        oom = await self._kill_tree(self._proc.pid)
         # The outer bwrap now reaps the namespace's pid 1 and exits; only if it does not, shoot it.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(REAP_WAIT_S):
@@ -156,7 +164,7 @@ class Kernel:
             await self._proc.wait()
         if self._proc.stdin is not None:
             self._proc.stdin.close()
-        return note
+        return oom
 
     async def _collect(self, request_id: int) -> Reply:
         while True:
@@ -230,10 +238,9 @@ class Kernel:
             async with asyncio.timeout(1.0):
                 await self._proc.wait()
         code = self._proc.returncode
-        note = await self.kill()
-        if note:
-            why = note
-        elif code is not None and code > 128:  # bwrap reports a child killed by signal N as 128+N
+        if await self.kill():
+            return KernelGone(OOM_MESSAGE, oom=True)
+        if code is not None and code > 128:  # bwrap reports a child killed by signal N as 128+N
             why = f"the kernel died of {_signal_name(code - 128)}"
         elif code is not None and code < 0:
             why = f"the kernel died of {_signal_name(-code)}"

@@ -2,7 +2,10 @@
 
 Lifecycle of a session:  (absent) ──execute──▶ live(kernel) ──kernel killed──▶ live(no kernel)
                          ──execute──▶ live(fresh kernel, restarted) ──close──▶ (absent, files gone)
-One execution at a time per session (its lock); different sessions run concurrently.
+                         live ──idle > session_idle_s or age > session_max_s──▶ (expired: absent,
+                         files gone; the key's next execute reports restarted)
+One execution at a time per session (its lock); different sessions run concurrently. The reaper
+task (started by start(), cancelled by aclose()) sleeps until the earliest expiry.
 """
 
 from __future__ import annotations
@@ -13,19 +16,26 @@ import hashlib
 import os
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentbox.errors import InvalidRequest, NotFound, SandboxError, SandboxUnavailable
-from agentbox.sandbox import cgroups, datadir, isolation, launcher
+from agentbox.sandbox import cgroups, datadir, isolation
+from agentbox.sandbox.backend import Backend, LaunchSpec
+from agentbox.sandbox.bubblewrap import Bubblewrap
 from agentbox.sandbox.config import SandboxConfig
 from agentbox.sandbox.execution import Execution, ExecutionStatus, InputFile
+from agentbox.sandbox.gvisor import GVisor
 from agentbox.sandbox.kernel import Kernel, KernelGone, Reply
 from agentbox.sandbox.names import session_dirname
 
 IMAGE_FILE_MAX = 16 << 20
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+EXPIRED_KEYS_KEPT = 10_000
+"""Keys whose session expired, remembered so their next execute says variables were lost."""
+BACKENDS = ("bubblewrap", "gvisor")
 
 
 @dataclass(eq=False)
@@ -36,18 +46,30 @@ class _Session:
     uid: int
     slot: int
     cgroup: cgroups.SessionCgroup | None
+    created: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     kernel: Kernel | None = None
     kernels_started: int = 0
-    oom_baseline: int = 0
+    lost_reason: str | None = None  # why the next kernel starts without the earlier variables
     placed: set[str] = field(default_factory=set)
     closed: bool = False
+    expired: bool = False
+
+
+def make_backend(config: SandboxConfig, group: str) -> Backend:
+    if config.backend == "bubblewrap":
+        return Bubblewrap()
+    if config.backend == "gvisor":
+        return GVisor(config.runsc_root / group, config.sessions_dir / ".gvisor")
+    raise SandboxUnavailable(f"unknown sandbox backend {config.backend!r}; use one of {', '.join(BACKENDS)}")
 
 
 class SessionManager:
     def __init__(self, config: SandboxConfig) -> None:
         self._config = config
         self._sessions: dict[str, _Session] = {}
+        self._expired: OrderedDict[str, str] = OrderedDict()
         self._free_slots = list(range(config.max_sessions - 1, -1, -1))
         self._registry_lock = asyncio.Lock()
         self._caps: isolation.HostCapabilities | None = None
@@ -55,77 +77,148 @@ class SessionManager:
         # each other's sessions.
         digest = hashlib.sha256(os.fsencode(config.sessions_dir.resolve())).hexdigest()[:12]
         self._cgroup_group = f"agentbox-{digest}"
+        self._backend = make_backend(config, self._cgroup_group)
+        self._tearing_down: dict[str, asyncio.Event] = {}  # session name → set when its teardown ends
+        self._reaper: asyncio.Task[None] | None = None
+        self._reaper_wake = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Check the host's isolation and sweep what a crashed server left behind.
+        """Check the host's isolation, sweep what a crashed server left behind, start the reaper.
 
         Raises SandboxUnavailable with a sentence when the full sandbox cannot run and allow_weak is off.
         """
-        caps = await asyncio.to_thread(isolation.probe)
+        caps = await asyncio.to_thread(isolation.probe, self._backend)
         reason = isolation.unavailable_reason(caps)
-        if reason and not (self._config.allow_weak and caps.bwrap_version):
+        weak_possible = caps.backend_ok and (caps.root or self._backend.name == "bubblewrap")
+        if reason and not (self._config.allow_weak and weak_possible):
             raise SandboxUnavailable(f"The sandbox cannot start: {reason}")
         self._caps = caps
         await asyncio.to_thread(self._prepare_dirs)
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap(), name="agentbox-session-reaper")
 
     def _prepare_dirs(self) -> None:
         sessions_dir = self._config.sessions_dir
         sessions_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self._strong:
+        if self._caps is not None and self._caps.root and self._caps.cgroups:
             self._config.stage_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
             cgroups.sweep(self._cgroup_group)
+        if self._caps is not None and self._caps.root:
+            self._backend.sweep()
         for mount_point in datadir.mounts_under(sessions_dir):
             datadir.remove_session_fs(mount_point)
         for entry in sessions_dir.iterdir():
             datadir.remove_session_fs(entry)
 
     async def aclose(self) -> None:
-        """Kill every session, unmount and remove its files."""
+        """Stop the reaper, kill every session, unmount and remove its files."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
         await asyncio.gather(*(self.close(key) for key in list(self._sessions)))
         if self._strong:
             await asyncio.to_thread(cgroups.remove_group, self._cgroup_group)
+            await asyncio.to_thread(self._backend.sweep)
 
     @property
     def _strong(self) -> bool:
         return self._caps is not None and self._caps.strong
 
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
     def has_session(self, key: str) -> bool:
         return key in self._sessions
 
     def isolation_report(self) -> list[tuple[str, bool, str]]:
-        caps = self._caps or isolation.probe()
-        return isolation.report(caps, self._config.allow_weak)
+        caps = self._caps or isolation.probe(self._backend)
+        return isolation.report(caps, self._config)
+
+    # --- expiry -------------------------------------------------------------------------------
+    def _expiry(self, session: _Session) -> tuple[float, str]:
+        cfg = self._config
+        idle_at = session.last_used + cfg.session_idle_s
+        max_at = session.created + cfg.session_max_s
+        if idle_at <= max_at:
+            return idle_at, f"the session was idle for more than {cfg.session_idle_s:g} s"
+        return max_at, f"the session reached its maximum age of {cfg.session_max_s:g} s"
+
+    async def _reap(self) -> None:
+        """Tear down sessions past their idle or total lifetime; busy ones when their cell ends."""
+        while True:
+            now = time.monotonic()
+            wake_at = now + self._config.session_idle_s
+            for session in list(self._sessions.values()):
+                if session.lock.locked():
+                    continue  # execute() wakes us when it is done
+                at, reason = self._expiry(session)
+                if at <= now:
+                    await self._expire(session, reason)
+                else:
+                    wake_at = min(wake_at, at)
+            self._reaper_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(wake_at - time.monotonic(), 0.01)):
+                    await self._reaper_wake.wait()
+
+    async def _expire(self, session: _Session, reason: str) -> None:
+        async with self._registry_lock:
+            if self._sessions.get(session.key) is not session or session.lock.locked():
+                return
+            del self._sessions[session.key]
+            self._tearing_down[session.name] = asyncio.Event()
+            self._expired[session.key] = reason
+            while len(self._expired) > EXPIRED_KEYS_KEPT:
+                self._expired.popitem(last=False)
+        session.expired = True
+        await self._teardown(session)
 
     # --- sessions -----------------------------------------------------------------------------
     async def _session(self, key: str) -> _Session:
         if self._caps is None:
             raise SandboxError("SessionManager.start() has not been called")
-        async with self._registry_lock:
-            session = self._sessions.get(key)
-            if session is not None:
-                return session
-            if not self._free_slots:
-                raise SandboxUnavailable(f"all {self._config.max_sessions} sandbox sessions are in use")
-            slot = self._free_slots.pop()
-            name = session_dirname(key)
-            uid = self._config.uid_base + slot
-            session = _Session(key, name, self._config.sessions_dir / name, uid, slot, None)
-            try:
-                await asyncio.to_thread(self._create_session, session)
-            except BaseException:
-                self._free_slots.append(slot)
-                raise
-            self._sessions[key] = session
-            return session
+        name = session_dirname(key)
+        while True:
+            async with self._registry_lock:
+                session = self._sessions.get(key)
+                if session is not None:
+                    return session
+                # A closed or expired session of this key may still be unmounting its directory.
+                teardown = self._tearing_down.get(name)
+                if teardown is None:
+                    return await self._new_session(key, name)
+            await teardown.wait()
+
+    async def _new_session(self, key: str, name: str) -> _Session:
+        """Create the key's session; the caller holds the registry lock."""
+        if not self._free_slots:
+            raise SandboxUnavailable(f"all {self._config.max_sessions} sandbox sessions are in use")
+        slot = self._free_slots.pop()
+        uid = self._config.uid_base + slot
+        session = _Session(key, name, self._config.sessions_dir / name, uid, slot, None)
+        session.lost_reason = self._expired.pop(key, None)
+        try:
+            await asyncio.to_thread(self._create_session, session)
+        except BaseException:
+            self._free_slots.append(slot)
+            raise
+        self._sessions[key] = session
+        self._reaper_wake.set()
+        return session
 
     def _create_session(self, session: _Session) -> None:
         cfg = self._config
         if self._strong:
-            datadir.mount_session_fs(session.data_dir, session.name, cfg.session_disk_mb, session.uid)
+            datadir.mount_session_fs(
+                session.data_dir, session.name, cfg.session_disk_mb, session.uid, cfg.session_inodes
+            )
             session.cgroup = cgroups.SessionCgroup(self._cgroup_group, session.name)
             try:
-                session.cgroup.create(cfg.memory_mb, cfg.pids_max, cfg.cpus)
+                session.cgroup.create(cfg.memory_mb, self._backend.host_pids_max(cfg.pids_max), cfg.cpus)
             except OSError as exc:
                 datadir.remove_session_fs(session.data_dir)
                 raise SandboxError(f"cannot create the session's cgroups: {exc.strerror}") from exc
@@ -136,14 +229,23 @@ class SessionManager:
         """Kill the session's kernel and drop the session with its files; unknown keys are fine."""
         async with self._registry_lock:
             session = self._sessions.pop(key, None)
-        if session is None:
-            return
+            self._expired.pop(key, None)
+            if session is None:
+                return
+            self._tearing_down[session.name] = asyncio.Event()
+        await self._teardown(session)
+
+    async def _teardown(self, session: _Session) -> None:
+        """Kill and remove a session already taken out of the registry (its name in _tearing_down)."""
         session.closed = True
-        if session.kernel is not None:
-            await session.kernel.kill()  # a running execute() then ends as KILLED at once
-        async with session.lock:
-            await asyncio.to_thread(self._remove_session, session)
-        self._free_slots.append(session.slot)
+        try:
+            if session.kernel is not None:
+                await session.kernel.kill()  # a running execute() then ends as KILLED at once
+            async with session.lock:
+                await asyncio.to_thread(self._remove_session, session)
+            self._free_slots.append(session.slot)
+        finally:
+            self._tearing_down.pop(session.name).set()
 
     def _remove_session(self, session: _Session) -> None:
         if session.cgroup is not None:
@@ -158,7 +260,9 @@ class SessionManager:
         if session.kernel is not None:
             await session.kernel.kill()
         cfg = self._config
-        spec = launcher.LaunchSpec(
+        spec = LaunchSpec(
+            name=session.name,
+            generation=session.kernels_started,
             stage_dir=cfg.stage_dir,
             runtime_dir=cfg.runtime_dir.resolve(),
             data_dir=session.data_dir,
@@ -167,28 +271,35 @@ class SessionManager:
             tmp_bytes=cfg.tmp_size_mb << 20,
             fsize_bytes=cfg.session_disk_mb << 20,
             nproc=cfg.pids_max,
+            nofile=cfg.nofile,
             output_limit=cfg.output_limit_bytes,
             max_images=cfg.max_images_per_cell,
         )
-        argv = launcher.command(spec) if self._strong else launcher.weak_command(spec)
-        if session.cgroup is not None:
-            session.oom_baseline = await asyncio.to_thread(session.cgroup.oom_kills)
+        backend = self._backend
+        launch = await asyncio.to_thread(backend.prepare, spec, self._strong)
+        oom_baseline = await asyncio.to_thread(session.cgroup.oom_kills) if session.cgroup else 0
 
-        async def kill_tree(spare: int) -> str | None:
+        async def kill_tree(outer: int) -> bool:
             cg = session.cgroup
             if cg is None:  # weak mode: the process group and bwrap's pid namespace are all we have
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(spare, signal.SIGKILL)
-                return None
-            await asyncio.to_thread(cg.kill, spare)
-            if await asyncio.to_thread(cg.oom_kills) > session.oom_baseline:
-                return f"it ran out of memory (limit {cfg.memory_mb} MiB)"
-            return None
+                    os.killpg(outer, signal.SIGKILL)
+                return False
+            await asyncio.to_thread(cg.kill, outer if backend.spare_outer else None)
+            await asyncio.to_thread(backend.release, spec)
+            return await asyncio.to_thread(cg.oom_kills) > oom_baseline
 
-        kernel = await Kernel.start(
-            argv, max_images=cfg.max_images_per_cell, start_timeout_s=cfg.start_timeout_s, kill_tree=kill_tree
-        )
-        restarted = session.kernels_started > 0
+        try:
+            kernel = await Kernel.start(
+                launch.argv,
+                max_images=cfg.max_images_per_cell,
+                start_timeout_s=cfg.start_timeout_s,
+                kill_tree=kill_tree,
+                pass_fds=launch.pass_fds,
+            )
+        finally:
+            launch.close()
+        restarted = session.kernels_started > 0 or session.lost_reason is not None
         session.kernels_started += 1
         session.kernel = kernel
         return kernel, restarted
@@ -198,37 +309,56 @@ class SessionManager:
         """Run one cell in the key's session (created on first use) after placing new input files.
 
         Raises SandboxUnavailable when no kernel can be started, SandboxError when a file cannot be
-        placed; a cell's own failures (error, timeout, crash) are an Execution, not an exception.
+        placed or the session was closed meanwhile; a cell's own failures (error, timeout, crash, OOM)
+        are an Execution, not an exception.
         """
         started = time.monotonic()
-        session = await self._session(key)
-        async with session.lock:
-            if session.closed:
-                raise SandboxError("the session was closed while this execution waited")
-            await self._place(session, files)
-            kernel, restarted = await self._ensure_kernel(session)
-            before = await asyncio.to_thread(datadir.snapshot, session.data_dir)
-            cfg = self._config
-            images: list[bytes] = []
-            try:
-                reply = await kernel.run(code, cfg.exec_timeout_s, cfg.interrupt_grace_s)
-            except KernelGone as gone:
-                session.kernel = None
-                status, logs = ExecutionStatus.KILLED, _join(gone.output, gone.reason)
-            else:
-                status, logs, images = self._outcome(reply)
-            after = await asyncio.to_thread(datadir.snapshot, session.data_dir)
-            changed = datadir.changed(before, after)
-            if not images:
-                images = await asyncio.to_thread(self._image_files, session.data_dir, changed)
-            return Execution(
-                status=status,
-                logs=logs,
-                images=tuple(images),
-                changed_files=changed,
-                restarted=restarted,
-                duration_s=time.monotonic() - started,
-            )
+        while True:
+            session = await self._session(key)
+            async with session.lock:
+                if session.expired:
+                    continue  # expired while we waited for it: the next session starts fresh
+                if session.closed:
+                    raise SandboxError("the session was closed while this execution waited")
+                try:
+                    return await self._execute(session, code, files, started)
+                finally:
+                    session.last_used = time.monotonic()
+                    self._reaper_wake.set()
+
+    async def _execute(
+        self, session: _Session, code: str, files: Sequence[InputFile], started: float
+    ) -> Execution:
+        await self._place(session, files)
+        kernel, restarted = await self._ensure_kernel(session)
+        lost_reason = session.lost_reason if restarted else None
+        session.lost_reason = None
+        before = await asyncio.to_thread(datadir.snapshot, session.data_dir)
+        cfg = self._config
+        images: list[bytes] = []
+        oom = False
+        try:
+            reply = await kernel.run(code, cfg.exec_timeout_s, cfg.interrupt_grace_s)
+        except KernelGone as gone:
+            session.kernel = None
+            session.lost_reason = gone.reason
+            status, logs, oom = ExecutionStatus.KILLED, _join(gone.output, gone.reason), gone.oom
+        else:
+            status, logs, images = self._outcome(reply)
+        after = await asyncio.to_thread(datadir.snapshot, session.data_dir)
+        changed = datadir.changed(before, after)
+        if not images:
+            images = await asyncio.to_thread(self._image_files, session.data_dir, changed)
+        return Execution(
+            status=status,
+            logs=logs,
+            images=tuple(images),
+            changed_files=changed,
+            restarted=restarted,
+            duration_s=time.monotonic() - started,
+            oom=oom,
+            state_lost_reason=lost_reason,
+        )
 
     def _outcome(self, reply: Reply) -> tuple[ExecutionStatus, str, list[bytes]]:
         limit = self._config.output_limit_bytes

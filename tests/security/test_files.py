@@ -1,0 +1,129 @@
+"""Files crossing the boundary (spec/sandbox.md F1-F10), once per backend.
+
+The server only ever copies bytes in (place_file) and reads regular files out (read_file) with
+O_NOFOLLOW beneath the session directory; it never extracts, imports or unpickles anything.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from agentbox.errors import NotFound
+from agentbox.sandbox import ExecutionStatus, InputFile
+from tests.sandbox_fixtures import REPO, Harness
+
+pytestmark = pytest.mark.slow
+
+
+def test_f1_f2_f3_uploaded_archives_are_placed_as_bytes_never_extracted(
+    sandbox: Harness, tmp_path: Path
+) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("../../escape.txt", "escaped")
+        zf.writestr("/abs.txt", "absolute")
+        zf.writestr("bomb.bin", b"\0" * (8 << 20))  # 8 MiB of zeros, ~8 KiB compressed
+    source = tmp_path / "evil.zip"
+    source.write_bytes(buf.getvalue())
+    result = sandbox.run(
+        "import os\nprint(sorted(os.listdir('/mnt/data')), os.path.getsize('/mnt/data/evil.zip'))",
+        key="files",
+        files=[InputFile(name="evil.zip", source=source, file_id="file-zip")],
+    )
+    assert result.logs.split() == ["['evil.zip']", str(len(buf.getvalue()))]
+    assert not (sandbox.config.sessions_dir / "escape.txt").exists()
+    assert not (sandbox.data_dir("files").parent.parent / "escape.txt").exists()
+
+
+def test_f6_odd_names_fifos_and_sockets_are_never_listed_or_opened(sandbox: Harness) -> None:
+    code = (
+        "import os, socket\n"
+        "open('/mnt/data/out\\n.csv', 'w').write('a')\n"
+        "open('/mnt/data/a\";b.csv', 'w').write('b')\n"
+        "os.mkfifo('/mnt/data/pipe')\n"
+        "s = socket.socket(socket.AF_UNIX); s.bind('/mnt/data/sock')\n"
+    )
+    result = sandbox.run(code, key="odd")
+    assert result.status is ExecutionStatus.OK, result.logs
+    assert result.changed_files == ('a";b.csv', "out\n.csv")
+    for name in ("pipe", "sock"):
+        with pytest.raises(NotFound):  # a FIFO would block a plain open; O_NONBLOCK + fstat refuses it
+            sandbox.call(sandbox.manager.read_file("odd", name))
+
+
+def test_f7_symlinks_out_of_the_session_are_never_followed(sandbox: Harness, tmp_path: Path) -> None:
+    canary = tmp_path / "host-canary.txt"
+    canary.write_text("HOST-CANARY")
+    result = sandbox.run(
+        "import os\n"
+        "open('/mnt/data/ok.txt', 'w').write('fine')\n"
+        "os.symlink('/etc/passwd', '/mnt/data/p')\n"
+        f"os.symlink({str(canary)!r}, '/mnt/data/host')\n"
+        "os.mkdir('/mnt/data/d'); os.symlink('/etc', '/mnt/data/d/link')\n",
+        key="links",
+    )
+    assert result.status is ExecutionStatus.OK, result.logs
+    assert result.changed_files == ("ok.txt",)
+    assert sandbox.call(sandbox.manager.read_file("links", "ok.txt")) == b"fine"
+    for name in ("p", "host", "d/link/passwd", "d", "../links/ok.txt", "/etc/passwd", "missing"):
+        with pytest.raises(NotFound):
+            sandbox.call(sandbox.manager.read_file("links", name))
+
+
+def test_f8_symlink_swap_race_never_leaks_a_host_file(sandbox: Harness, tmp_path: Path) -> None:
+    canary = tmp_path / "race-canary.txt"
+    canary.write_text("RACE-CANARY")
+    sandbox.run(
+        "import os, threading\n"
+        "def swap():\n"
+        "    for _ in range(200000):\n"
+        "        try:\n"
+        "            open('/mnt/data/new', 'w').write('inside')\n"
+        "            os.replace('/mnt/data/new', '/mnt/data/target')\n"
+        f"            os.symlink({str(canary)!r}, '/mnt/data/lnk')\n"
+        "            os.replace('/mnt/data/lnk', '/mnt/data/target')\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "threading.Thread(target=swap, daemon=True).start()\n",
+        key="race",
+    )
+    seen: set[bytes] = set()
+    for _ in range(1000):
+        try:
+            seen.add(sandbox.call(sandbox.manager.read_file("race", "target")))
+        except NotFound:
+            seen.add(b"<refused>")
+    assert b"RACE-CANARY" not in seen
+    assert seen <= {b"inside", b"<refused>", b""}
+    sandbox.call(sandbox.manager.close("race"))
+
+
+def test_f9_planted_startup_files_do_not_run_in_a_new_kernel_or_the_server(sandbox: Harness) -> None:
+    sandbox.run(
+        "for name in ('sitecustomize.py', 'usercustomize.py', 'evil.pth', 'site.py', 'json.py'):\n"
+        "    open('/mnt/data/' + name, 'w').write(\"open('/mnt/data/PWNED', 'w').write('x')\\n\")\n"
+        "import os; os._exit(0)",
+        key="plant",
+    )
+    after = sandbox.run("import json, os\nprint(os.path.exists('/mnt/data/PWNED'))", key="plant")
+    assert after.restarted
+    assert after.logs.strip() == "False"
+    import sys
+
+    assert not any(str(sandbox.config.sessions_dir) in p for p in sys.path)
+
+
+def test_f10_server_code_never_unpickles_or_imports_session_files() -> None:
+    server = REPO / "src" / "agentbox"
+    pattern = re.compile(r"\b(pickle|cPickle|joblib|dill|marshal)\b|np\.load|numpy\.load|torch\.load")
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in server.rglob("*.py")
+        if "inside" not in path.parts and pattern.search(path.read_text())
+    ]
+    assert offenders == []

@@ -1,0 +1,235 @@
+"""Resource bombs (spec/sandbox.md §2 R1-R10), once per backend, after the isolation tests.
+
+Every bomb is bounded in the test itself (a cap on forks, threads, bytes, files), so a build with a
+broken limit fails the test instead of taking the machine down. The harness limits are small:
+256 MiB, 64 tasks, 0.5 CPU, 16 MiB /tmp, 32 MiB and 2000 inodes of /mnt/data, 128 open files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agentbox.sandbox import ExecutionStatus
+from agentbox.sandbox.kernel import OOM_MESSAGE
+from tests.sandbox_fixtures import Harness, host_pids
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Harness]:
+    uid_base = 1_330_000 if backend == "bubblewrap" else 1_430_000
+    harness = Harness(
+        tmp_path_factory.mktemp("sessions"), backend=backend, uid_base=uid_base, exec_timeout_s=4.0
+    )
+    yield harness
+    harness.close()
+
+
+def _close_and_check_gone(h: Harness, key: str, before: set[int]) -> None:
+    procs_files = h.cgroup_pid_files(key)
+    h.call(h.manager.close(key))
+    assert all(not p.exists() for p in procs_files)
+    assert not (host_pids() - before) or all(not _in_session(p, procs_files) for p in host_pids() - before)
+
+
+def _in_session(pid: int, procs_files: list[object]) -> bool:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return any(str(p).split("/")[-2] in f.read() for p in procs_files)  # type: ignore[attr-defined]
+    except OSError:
+        return False
+
+
+def test_r1_fork_bomb_stops_at_the_task_limit_and_dies_with_the_session(bombs: Harness) -> None:
+    before = host_pids()
+    code = (
+        "import errno, os, time\n"
+        "made = 0\n"
+        "for _ in range(500):\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError as e:\n"
+        "        print(errno.errorcode[e.errno], made); break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(60); os._exit(0)\n"
+        "    made += 1\n"
+    )
+    result = bombs.run(code, key="fork")
+    if bombs.backend == "gvisor" and result.oom:
+        # Differs under gVisor: forked copies of the kernel count in full against the sandbox's one
+        # memory file, so the memory cgroup may kill the whole sandbox before RLIMIT_NPROC bites.
+        assert result.status is ExecutionStatus.KILLED and result.logs.endswith(OOM_MESSAGE)
+        _close_and_check_gone(bombs, "fork", before)
+        return
+    name, made = result.logs.split()[-2:]
+    assert name == "EAGAIN", result.logs
+    # RLIMIT_NPROC of the session's own uid (gVisor: inside) or pids.max, whichever bites first
+    assert int(made) < bombs.config.pids_max
+    assert bombs.run("print('usable')", key="fork").logs.strip() == "usable"
+    _close_and_check_gone(bombs, "fork", before)
+
+
+def test_r2_shell_fork_bomb_is_contained(bombs: Harness) -> None:
+    before = host_pids()
+    code = (
+        "import subprocess\n"
+        "try:\n"
+        "    subprocess.run(['/bin/bash', '-c', 'ulimit -u 64; :(){ :|:& };:'], timeout=2,\n"
+        "                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "except subprocess.TimeoutExpired:\n"
+        "    pass\n"
+        "print('cell returned')\n"
+    )
+    result = bombs.run(code, key="shellbomb")
+    assert result.status in (ExecutionStatus.OK, ExecutionStatus.TIMEOUT, ExecutionStatus.KILLED)
+    current = int((bombs.cgroup_dir("shellbomb", "pids") / "pids.current").read_text())
+    assert current <= int((bombs.cgroup_dir("shellbomb", "pids") / "pids.max").read_text())
+    _close_and_check_gone(bombs, "shellbomb", before)
+    assert bombs.run("print('server fine')", key="after_bomb").logs.strip() == "server fine"
+
+
+def test_r3_thread_bomb_gets_cant_start_new_thread_and_the_kernel_lives(bombs: Harness) -> None:
+    code = (
+        "import threading, time\n"
+        "stop = threading.Event()\n"
+        "threads = []\n"
+        "try:\n"
+        "    for _ in range(1000):\n"
+        "        t = threading.Thread(target=stop.wait); t.start(); threads.append(t)\n"
+        "except RuntimeError as e:\n"
+        "    print(e, len(threads))\n"
+        "stop.set()\n"
+        "for t in threads:\n"
+        "    t.join()\n"
+    )
+    out = bombs.run(code, key="threads").logs.strip()
+    message, count = out.rsplit(" ", 1)
+    assert message == "can't start new thread"
+    assert int(count) < bombs.config.pids_max
+    assert bombs.run("print('usable')", key="threads").logs.strip() == "usable"
+
+
+def test_r4_memory_bomb_is_an_oom_kill_reported_and_restarted(bombs: Harness) -> None:
+    bombs.run("kept = 1\nopen('/mnt/data/keep.txt', 'w').write('k')", key="mem")
+    code = (
+        "chunks = []\n"
+        "for _ in range(1024):\n"  # at most 1 GiB, four times the limit
+        "    chunks.append(bytearray(1 << 20))\n"
+        "print('survived')\n"
+    )
+    result = bombs.run(code, key="mem")
+    assert result.status is ExecutionStatus.KILLED
+    assert result.oom
+    assert result.logs.endswith(OOM_MESSAGE)
+    oom_kills = (bombs.cgroup_dir("mem", "memory") / "memory.oom_control").read_text()
+    assert "oom_kill 0" not in oom_kills
+    after = bombs.run("import os\nprint('kept' in globals(), os.listdir('/mnt/data'))", key="mem")
+    assert after.restarted
+    assert after.state_lost_reason == OOM_MESSAGE
+    assert after.logs.strip() == "False ['keep.txt']"
+
+
+def test_r5_tmp_fills_with_enospc_not_oom(bombs: Harness) -> None:
+    code = (
+        "import errno\n"
+        "try:\n"
+        "    with open('/tmp/fill', 'wb') as f:\n"
+        "        for _ in range(64):\n"  # 64 MiB at most; /tmp is 16 MiB
+        "            f.write(b'x' * (1 << 20)); f.flush()\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno])\n"
+        "import os; os.remove('/tmp/fill')\n"
+    )
+    result = bombs.run(code, key="tmpfill")
+    assert result.status is ExecutionStatus.OK
+    assert result.logs.strip() == "ENOSPC"
+    assert not result.oom
+
+
+def test_r6_data_dir_fills_with_enospc_at_the_quota(bombs: Harness) -> None:
+    code = (
+        "import errno, os\n"
+        "n = 0\n"
+        "try:\n"
+        f"    for i in range({bombs.config.session_disk_mb + 16}):\n"
+        "        with open(f'/mnt/data/f{i}', 'wb') as f:\n"
+        "            f.write(b'x' * (1 << 20))\n"
+        "        n += 1\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno], n)\n"
+        "for name in os.listdir('/mnt/data'):\n"
+        "    os.remove('/mnt/data/' + name)\n"
+    )
+    name, count = bombs.run(code, key="disk").logs.split()
+    assert name == "ENOSPC"
+    assert int(count) <= bombs.config.session_disk_mb
+
+
+def test_r7_huge_or_sparse_file_is_refused_by_the_file_size_limit(bombs: Harness) -> None:
+    code = (
+        "import errno, os, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "try:\n"
+        "    with open('/mnt/data/sparse', 'wb') as f:\n"
+        "        os.truncate(f.fileno(), 1 << 40)\n"
+        "    print('made', os.stat('/mnt/data/sparse').st_blocks)\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno])\n"
+    )
+    assert bombs.run(code, key="disk").logs.strip() == "EFBIG"
+
+
+def test_r8_inode_exhaustion_stops_at_the_session_limit(bombs: Harness) -> None:
+    code = (
+        "import errno, os\n"
+        "os.mkdir('/mnt/data/many')\n"
+        "n = 0\n"
+        "try:\n"
+        f"    for i in range({bombs.config.session_inodes * 3}):\n"
+        "        open(f'/mnt/data/many/{i}', 'w').close(); n += 1\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno], n)\n"
+    )
+    result = bombs.run(code, key="inodes")
+    name, count = result.logs.split()
+    assert name == "ENOSPC"
+    assert int(count) <= bombs.config.session_inodes
+    assert len(result.changed_files) <= 1000  # the server's scan is bounded too
+
+
+def test_r9_fd_exhaustion_is_emfile_and_server_fds_stay_put(bombs: Harness) -> None:
+    bombs.run("pass", key="fds")
+    server_fds = len(os.listdir("/proc/self/fd"))
+    code = (
+        "import errno\n"
+        "held = []\n"
+        "try:\n"
+        "    for _ in range(5000):\n"
+        "        held.append(open('/dev/null'))\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno], len(held))\n"
+        "for f in held:\n"
+        "    f.close()\n"
+    )
+    name, count = bombs.run(code, key="fds").logs.split()
+    assert name == "EMFILE"
+    assert int(count) < bombs.config.nofile
+    assert len(os.listdir("/proc/self/fd")) == server_fds
+
+
+def test_r10_cpu_burn_is_throttled_to_the_quota(bombs: Harness) -> None:
+    cpu_stat = bombs.run("pass", key="burn") and bombs.cgroup_dir("burn", "cpu") / "cpu.stat"
+    usage_file = bombs.cgroup_dir("burn", "cpuacct") / "cpuacct.usage"
+    used_before = int(usage_file.read_text())
+    began = time.monotonic()
+    bombs.run("import time\nend = time.monotonic() + 2\nwhile time.monotonic() < end:\n    pass", key="burn")
+    wall = time.monotonic() - began
+    used = (int(usage_file.read_text()) - used_before) / 1e9
+    throttled = dict(line.split() for line in cpu_stat.read_text().splitlines())
+    assert int(throttled["nr_throttled"]) > 0
+    assert used <= wall * bombs.config.cpus * 1.25 + 0.2  # type: ignore[operator]
