@@ -7,12 +7,16 @@ CLIENTS := .clients
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup system run test lint typecheck bench clean
+.PHONY: setup system web run test lint typecheck bench clean
 
-setup: system $(VENV)/.installed $(RUNTIME)/.installed $(CLIENTS)/openai3/.installed
+setup: system web $(VENV)/.installed $(RUNTIME)/.installed $(CLIENTS)/openai3/.installed $(CLIENTS)/bench/.installed
 
 system:
 	@bash scripts/system-packages.sh
+
+# The playground's pinned browser libraries (npm ci) and Debian's chromium for its browser tests.
+web:
+	@bash scripts/web-setup.sh
 
 # The server's environment.
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
@@ -34,12 +38,22 @@ $(CLIENTS)/openai3/.installed: requirements/client-openai3.txt
 	$(CLIENTS)/openai3/bin/pip install -q --disable-pip-version-check -r requirements/client-openai3.txt
 	touch $@
 
+$(CLIENTS)/bench/.installed: requirements/bench.txt $(RUNTIME)/.installed
+	/usr/bin/python3 -m venv --clear $(CLIENTS)/bench
+	$(CLIENTS)/bench/bin/pip install -q --disable-pip-version-check -r requirements/bench.txt
+	$(CLIENTS)/bench/bin/python -c 'import site, sys; print(sys.argv[1])' "$$(cd $(RUNTIME) && pwd)/lib/python3.11/site-packages" \
+		> "$$($(CLIENTS)/bench/bin/python -c 'import site; print(site.getsitepackages()[0])')/agentbox-runtime.pth"
+	touch $@
+
 run: setup
 	$(VENV)/bin/agentbox serve --host $(HOST) --port $(PORT)
 
 test: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/pytest
+
+bench: setup
+	$(VENV)/bin/python -m bench.run
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

@@ -50,6 +50,8 @@ class ScriptedModel:
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
+        self.seconds_answering = 0.0
+        """Time spent inside the model's handler, so benchmarks can subtract it."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -75,6 +77,7 @@ class ScriptedModel:
         with self._lock:
             self._replies.clear()
             self.requests.clear()
+            self.seconds_answering = 0.0
 
     def _next_reply(self, body: dict[str, Any]) -> Code | Text:
         with self._lock:
@@ -92,6 +95,14 @@ class ScriptedModel:
                 pass
 
             def do_POST(self) -> None:
+                started = time.perf_counter()
+                try:
+                    self._answer()
+                finally:
+                    with model._lock:
+                        model.seconds_answering += time.perf_counter() - started
+
+            def _answer(self) -> None:
                 if not self.path.endswith("/chat/completions"):
                     self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
                     return

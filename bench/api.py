@@ -1,0 +1,120 @@
+"""HTTP-side figures: the engine's overhead around one code step, and throughput on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+from tests.live_server import LiveServer
+from tests.scripted_model import Code, ScriptedModel, Text
+
+from bench.stats import Figure, ms
+
+KEY = "sk-bench"
+
+
+def _stream_run(client: httpx.Client, thread_id: str, assistant_id: str) -> None:
+    body = {"assistant_id": assistant_id, "stream": True}
+    with client.stream("POST", f"/threads/{thread_id}/runs", json=body) as response:
+        tail = b"".join(response.iter_bytes())[-40:]
+    if b"thread.run.completed" not in tail and b"[DONE]" not in tail:
+        raise RuntimeError(f"run did not complete: {tail!r}")
+
+
+def run_overhead(
+    client: httpx.Client, model: ScriptedModel, assistant_id: str, reps: int
+) -> tuple[list[float], list[float]]:
+    """One-step code runs on a warm thread: (total, total minus model time) per run, in seconds."""
+    thread = client.post("/threads", json={}).json()["id"]
+    totals, without_model = [], []
+    for i in range(reps + 1):
+        client.post(f"/threads/{thread}/messages", json={"role": "user", "content": "go"})
+        model.reset()
+        model.script(Code("pass"), Text("done"))
+        started = time.perf_counter()
+        _stream_run(client, thread, assistant_id)
+        elapsed = time.perf_counter() - started
+        if i:  # the first run starts the thread's session
+            totals.append(elapsed)
+            without_model.append(elapsed - model.seconds_answering)
+    return totals, without_model
+
+
+async def get_throughput(base_url: str, assistant_id: str, total: int, concurrency: int) -> float:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
+        queue = iter(range(total))
+
+        async def worker() -> None:
+            for _ in queue:
+                response = await client.get(f"/assistants/{assistant_id}")
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return total / (time.perf_counter() - started)
+
+
+def run_throughput(
+    client: httpx.Client, model: ScriptedModel, assistant_id: str, seconds: float, width: int
+) -> float:
+    """Completed one-step runs per second, `width` warm threads running side by side."""
+    threads = [client.post("/threads", json={}).json()["id"] for _ in range(width)]
+    model.reset()
+    model.script(*[r for _ in range(width) for r in (Code("pass"), Text("warm"))])
+    for thread in threads:  # warm each thread's session first
+        _stream_run(client, thread, assistant_id)
+
+    async def loop() -> int:
+        done = 0
+        deadline = time.perf_counter() + seconds
+        async with httpx.AsyncClient(
+            base_url=str(client.base_url), headers=dict(client.headers), timeout=60
+        ) as ac:
+
+            async def worker(thread: str) -> None:
+                nonlocal done
+                while time.perf_counter() < deadline:
+                    model.script(Code("pass"), Text("done"))
+                    body = {"assistant_id": assistant_id, "stream": True}
+                    async with ac.stream("POST", f"/threads/{thread}/runs", json=body) as response:
+                        async for _ in response.aiter_bytes():
+                            pass
+                    done += 1
+
+            await asyncio.gather(*(worker(t) for t in threads))
+        return done
+
+    started = time.perf_counter()
+    completed = asyncio.run(loop())
+    return completed / (time.perf_counter() - started)
+
+
+def measure(data_dir: Path, quick: bool, backend: str | None) -> list[Figure]:
+    model = ScriptedModel().start()
+    env = {"AGENTBOX_MODEL_BASE_URL": model.base_url}
+    if backend:
+        env["AGENTBOX_SANDBOX"] = backend
+    server = LiveServer(data_dir, KEY, **env).start()
+    label = f" [{backend or 'bubblewrap'}]"
+    try:
+        with httpx.Client(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60
+        ) as client:
+            assistant = client.post(
+                "/assistants", json={"model": "m", "tools": [{"type": "code_interpreter"}]}
+            ).json()
+            totals, net = run_overhead(client, model, assistant["id"], 3 if quick else 30)
+            gets = asyncio.run(get_throughput(server.base_url, assistant["id"], 200 if quick else 3000, 16))
+            runs = run_throughput(client, model, assistant["id"], 2 if quick else 10, 2 if quick else 8)
+    finally:
+        server.stop()
+        model.stop()
+    return [
+        Figure.of("one-step run, total (warm session)" + label, ms(totals)),
+        Figure.of("one-step run minus model time" + label, ms(net)),
+        Figure("simple GETs per second" + label, "req/s", gets, gets, 1),
+        Figure("completed one-step runs per second" + label, "runs/s", runs, runs, 1),
+    ]

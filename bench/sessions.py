@@ -1,0 +1,160 @@
+"""Sandbox-side figures: new session → first output, chart, live round trip, burst, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import time
+from pathlib import Path
+
+from agentbox.sandbox import ExecutionStatus, InputFile, SandboxConfig, SessionManager
+from bench.stats import Figure, ms
+
+CSV_NAME = "synthetic_500_quarterly_results.csv"
+CHART = f"""
+import pandas as pd
+import matplotlib.pyplot as plt
+df = pd.read_csv('{CSV_NAME}')
+df[df['sector'] == 'TRANSPORTATION'].plot.bar(x='name', y='operating_profit', legend=False)
+plt.show()
+"""
+_keys = (f"bench_{n}" for n in itertools.count())
+
+
+def manager(sessions_dir: Path, runtime: Path, **options: object) -> SessionManager:
+    return SessionManager(SandboxConfig(sessions_dir=sessions_dir, runtime_dir=runtime, **options))  # type: ignore[arg-type]
+
+
+async def first_output(sandbox: SessionManager, reps: int) -> list[float]:
+    """New key → `print(1)` answered; each session is closed afterwards (not timed)."""
+    samples = []
+    for _ in range(reps):
+        key = next(_keys)
+        started = time.perf_counter()
+        result = await sandbox.execute(key, "print(1)")
+        samples.append(time.perf_counter() - started)
+        assert result.logs.strip() == "1", result.logs
+        await sandbox.close(key)
+    return samples
+
+
+async def first_chart(sandbox: SessionManager, csv: Path, reps: int) -> list[float]:
+    """New key with the fixture placed → a pandas bar chart PNG back."""
+    samples = []
+    for _ in range(reps):
+        key = next(_keys)
+        started = time.perf_counter()
+        result = await sandbox.execute(key, CHART, [InputFile(CSV_NAME, csv, "file-bench")])
+        samples.append(time.perf_counter() - started)
+        assert result.status is ExecutionStatus.OK and result.images[0].startswith(b"\x89PNG"), result.logs
+        await sandbox.close(key)
+    return samples
+
+
+async def round_trip(sandbox: SessionManager, reps: int) -> list[float]:
+    key = next(_keys)
+    await sandbox.execute(key, "x = 1")
+    samples = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        await sandbox.execute(key, "x += 1")
+        samples.append(time.perf_counter() - started)
+    await sandbox.close(key)
+    return samples
+
+
+async def burst(sandbox: SessionManager, width: int) -> tuple[list[float], int]:
+    """`width` new sessions' first cells at once: each one's time to output, and the failures."""
+
+    async def one(key: str) -> float:
+        started = time.perf_counter()
+        result = await sandbox.execute(key, "print(1)")
+        if result.logs.strip() != "1":
+            raise RuntimeError(result.logs)
+        return time.perf_counter() - started
+
+    keys = [next(_keys) for _ in range(width)]
+    results = await asyncio.gather(*(one(k) for k in keys), return_exceptions=True)
+    await asyncio.gather(*(sandbox.close(k) for k in keys))
+    times = [r for r in results if isinstance(r, float)]
+    return times, len(results) - len(times)
+
+
+def memory_of(pids: list[int]) -> tuple[int, int]:
+    """Unique and proportional set size in bytes of these processes together (smaps_rollup)."""
+    uss = pss = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in text.splitlines()[1:]}
+        uss += fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+        pss += fields.get("Pss", 0)
+    return uss, pss
+
+
+def session_pids(sessions_dir: Path) -> dict[str, list[int]]:
+    """The processes of each live session of this sessions dir, by its cgroup.
+
+    The manager groups its sessions' cgroups under agentbox-<sha256(sessions dir)[:12]>.
+    """
+    digest = hashlib.sha256(os.fsencode(sessions_dir.resolve())).hexdigest()[:12]
+    group = Path("/sys/fs/cgroup/pids") / f"agentbox-{digest}"
+    found: dict[str, list[int]] = {}
+    for session in group.iterdir() if group.is_dir() else ():
+        procs = session / "cgroup.procs"
+        if session.is_dir() and procs.exists():
+            found[session.name] = [int(p) for p in procs.read_text().split()]
+    return found
+
+
+async def idle_memory(
+    sandbox: SessionManager, sessions: int, sessions_dir: Path
+) -> tuple[list[float], list[float]]:
+    """USS and PSS (MB) per idle session with numpy, pandas and matplotlib loaded."""
+    keys = [next(_keys) for _ in range(sessions)]
+    for key in keys:
+        await sandbox.execute(key, "import numpy, pandas, matplotlib.pyplot")
+    per_session = session_pids(sessions_dir)
+    uss, pss = [], []
+    for pids in per_session.values():
+        u, p = memory_of(pids)
+        uss.append(u / 2**20)
+        pss.append(p / 2**20)
+    for key in keys:
+        await sandbox.close(key)
+    return uss, pss
+
+
+async def measure(
+    sessions_dir: Path, runtime: Path, csv: Path, quick: bool, backend: str | None
+) -> list[Figure]:
+    options = {"backend": backend} if backend else {}
+    sandbox = manager(sessions_dir, runtime, **options)
+    await sandbox.start()
+    label = f" [{backend or 'bubblewrap'}]"
+    try:
+        figures = [
+            Figure.of(
+                "new session → first print(1)" + label, ms(await first_output(sandbox, 2 if quick else 10))
+            ),
+            Figure.of(
+                "new session → chart PNG" + label, ms(await first_chart(sandbox, csv, 2 if quick else 8))
+            ),
+            Figure.of("live cell round trip" + label, ms(await round_trip(sandbox, 5 if quick else 200))),
+        ]
+        times, failures = await burst(sandbox, 4 if quick else 50)
+        figures.append(
+            Figure.of(
+                f"burst of {4 if quick else 50} → first output (failures: {failures})" + label, ms(times)
+            )
+        )
+        uss, pss = await idle_memory(sandbox, 2 if quick else 6, sessions_dir)
+        figures.append(Figure.of("idle session USS" + label, uss, "MB"))
+        figures.append(Figure.of("idle session PSS" + label, pss, "MB"))
+        return figures
+    finally:
+        await sandbox.aclose()
