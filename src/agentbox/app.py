@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from agentbox.api import assistants, errors, files, messages, runs, threads
+from agentbox import web
+from agentbox.access_tokens import TokenSigner
+from agentbox.api import assistants, azure, errors, files, messages, runs, threads, tokens
 from agentbox.api.deps import require_key
 from agentbox.config import Settings
 from agentbox.engine.events import RunEvents
@@ -31,7 +33,7 @@ def build_app(
     sandbox = SessionManager(settings.sandbox_config())
     events = RunEvents()
     loop = AgentLoop(store, blobs, model, sandbox, events, LoopLimits(max_tool_steps=settings.max_tool_steps))
-    engine = RunEngine(store, loop, events)
+    engine = RunEngine(store, loop, events, run_ttl_s=settings.run_expires_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,15 +55,23 @@ def build_app(
     app.state.sandbox = sandbox
     app.state.engine = engine
     app.state.api_keys = api_keys
+    # The managed-identity route and the tokens it signs exist only when asked for.
+    app.state.identity_header = settings.identity_header
+    app.state.token_signer = TokenSigner.from_data_dir(data_dir) if settings.identity_header else None
     errors.install(app)
 
     api = APIRouter(dependencies=[Depends(require_key)])
-    for module in (files, assistants, threads, messages, runs):
+    # runs first: its POST /threads/runs must win over threads' POST /threads/{thread_id}.
+    for module in (files, assistants, runs, threads, messages):
         api.include_router(module.router)
     app.include_router(api, prefix="/v1")
+    azure.mount(app, api)
+    if settings.identity_header:
+        app.include_router(tokens.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    web.mount(app)  # the playground at /, which calls only /v1 with the user's key
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,13 @@ class Settings(BaseSettings):
         description="Comma-separated API keys; requests need 'Authorization: Bearer KEY' or 'api-key: KEY'. "
         "When empty, `agentbox serve` generates one, stores it in the data dir and prints it.",
     )
+    identity_header: str = Field(
+        "",
+        description="When set, GET /msi/token serves the App Service managed-identity protocol to "
+        "callers whose X-IDENTITY-HEADER equals this value, handing out 1-hour bearer tokens that "
+        "are accepted like API keys (point IDENTITY_ENDPOINT/IDENTITY_HEADER of Azure SDKs at it). "
+        "When empty the route does not exist.",
+    )
     model_base_url: str = Field(
         "", description="OpenAI-compatible chat-completions endpoint (e.g. https://api.openai.com/v1)."
     )
@@ -37,7 +45,21 @@ class Settings(BaseSettings):
         100_000, description="stdout/stderr kept per cell (the rest is cut with a marker)."
     )
     session_disk_mb: int = Field(512, description="Size of each session's /mnt/data.")
-    session_memory_mb: int = Field(1024, description="Memory limit of one session.")
+    session_memory_mb: int = Field(1024, description="Memory limit of one session (hard cgroup limit).")
+    session_pids_max: int = Field(256, description="Processes and threads one session may have.")
+    session_cpus: float | None = Field(None, description="CPU quota of one session in cores (none: no cap).")
+    session_nofile: int = Field(1024, description="Open files one session process may have.")
+    session_tmp_mb: int = Field(256, description="Size of each session's /tmp.")
+    session_inodes: int = Field(
+        100_000, description="Files and directories one session's /mnt/data may hold."
+    )
+    session_idle_s: float = Field(1800, description="A session idle this long is torn down (variables lost).")
+    session_max_s: float = Field(3600, description="A session this old is torn down (variables lost).")
+    sandbox: Literal["bubblewrap", "gvisor"] = Field(
+        "bubblewrap",
+        description="Sandbox backend: bubblewrap (default) or gvisor (runsc run, stronger, slower start).",
+    )
+    run_expires_s: int = Field(600, description="A run not finished this long after creation ends expired.")
     sandbox_runtime: Path = Field(
         Path(".runtime"), description="The sandbox's Python environment (built by make setup)."
     )
@@ -57,5 +79,13 @@ class Settings(BaseSettings):
             output_limit_bytes=self.output_limit_bytes,
             session_disk_mb=self.session_disk_mb,
             memory_mb=self.session_memory_mb,
+            pids_max=self.session_pids_max,
+            cpus=self.session_cpus,
+            nofile=self.session_nofile,
+            tmp_size_mb=self.session_tmp_mb,
+            session_inodes=self.session_inodes,
+            session_idle_s=self.session_idle_s,
+            session_max_s=self.session_max_s,
+            backend=self.sandbox,
             allow_weak=self.allow_weak_sandbox,
         )

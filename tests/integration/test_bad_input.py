@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -129,7 +130,12 @@ def test_second_run_on_a_busy_thread_is_400_and_nothing_is_lost(
 ) -> None:
     assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "wait a bit"}])
-    scripted_model.script(Code("import time\ntime.sleep(60)"), Text("done"))
+    scripted_model.script(Code("x = 5"), Text("set"))  # the session is warm before the slow cell
+    client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    slow = "x = 7\nimport time\ntime.sleep(60)\nopen('late.txt', 'w').write('too late')"
+    scripted_model.script(Code(slow), Text("done"))
     first = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
 
     second = http.post(f"/threads/{thread.id}/runs", json={"assistant_id": assistant.id})
@@ -138,18 +144,28 @@ def test_second_run_on_a_busy_thread_is_400_and_nothing_is_lost(
     message = http.post(f"/threads/{thread.id}/messages", json={"role": "user", "content": "more"})
     assert message.status_code == 400
 
+    wait_for_a_step(client, thread.id, first.id)
+    time.sleep(0.5)  # the cell is sleeping now
     cancelled = client.beta.threads.runs.cancel(thread_id=thread.id, run_id=first.id)
     assert cancelled.status in ("cancelling", "cancelled")
     final = client.beta.threads.runs.poll(thread_id=thread.id, run_id=first.id, poll_interval_ms=50)
     assert final.status == "cancelled"
-    assert [m.role for m in client.beta.threads.messages.list(thread_id=thread.id).data] == ["user"]
+    roles = [m.role for m in client.beta.threads.messages.list(thread_id=thread.id, order="asc").data]
+    assert roles == ["user", "assistant"]  # the cancelled run added nothing
 
-    # The thread is usable again at once, and its session too.
+    # The cell was interrupted, not left running: the session answers at once, its state kept.
     scripted_model.reset()  # drop the answer the cancelled run never asked for
-    scripted_model.script(Code("print(6 * 7)"), Text("forty-two"))
+    scripted_model.script(Code("import os\nprint(x * 6, os.path.exists('late.txt'))"), Text("forty-two"))
     again = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
     )
     assert again.status == "completed", again.last_error
     steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=again.id, order="asc").data
-    assert steps[0].step_details.tool_calls[0].code_interpreter.outputs[0].logs.strip() == "42"  # type: ignore[union-attr]
+    assert steps[0].step_details.tool_calls[0].code_interpreter.outputs[0].logs.strip() == "42 False"  # type: ignore[union-attr]
+
+
+def wait_for_a_step(client: openai.OpenAI, thread_id: str, run_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while not client.beta.threads.runs.steps.list(thread_id=thread_id, run_id=run_id).data:
+        assert time.monotonic() < deadline, "the run never started a step"
+        time.sleep(0.05)

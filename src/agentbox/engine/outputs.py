@@ -37,7 +37,8 @@ def model_feedback(execution: Execution, images: list[StoredImage]) -> str:
     """What the model reads back as the tool result, so it can fix its code and continue."""
     lines: list[str] = []
     if execution.restarted:
-        lines.append(_STATE_LOST)
+        why = f" Why: {execution.state_lost_reason}" if execution.state_lost_reason else ""
+        lines.append(_STATE_LOST + why)
     if execution.logs:
         lines.append(execution.logs.rstrip("\n"))
     if execution.status is ExecutionStatus.OK and not execution.logs:

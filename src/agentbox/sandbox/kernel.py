@@ -122,9 +122,14 @@ class Kernel:
             await self._send({"op": "exec", "id": request_id, "code": code})
         except frames.FrameError as exc:
             raise InvalidRequest(f"the code is too large to send to the sandbox: {exc}") from exc
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                return await self._collect(request_id)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    return await self._collect(request_id)
+        except asyncio.CancelledError:
+            # Whoever waited (a cancelled run) is gone; the cell must not run on behind its back.
+            await asyncio.shield(self._abandon(request_id, grace_s))
+            raise
         await self._send({"op": "interrupt", "id": request_id})
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace_s):
@@ -137,6 +142,16 @@ class Kernel:
             f"The session was killed: the cell ran past {timeout_s:g} s and did not stop within "
             f"{grace_s:g} s of an interrupt; variables were lost, files in /mnt/data were kept."
         )
+
+    async def _abandon(self, request_id: int, grace_s: float) -> None:
+        """Interrupt a cell nobody waits for any more; kill the session if it won't stop."""
+        with contextlib.suppress(TimeoutError, KernelGone, ProtocolError, OSError):
+            await self._send({"op": "interrupt", "id": request_id})
+            async with asyncio.timeout(grace_s):
+                await self._collect(request_id)
+                return
+        if self.alive:
+            await self.kill()
 
     async def ping(self, timeout_s: float = 5.0) -> bool:
         """Liveness as an answer over the pipe, not a pid check (only between cells)."""
