@@ -4,29 +4,47 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
+import ssl
 import subprocess
 import sys
-import time
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTBOX = Path(sys.executable).parent / "agentbox"
-READY = re.compile(r"agentbox ready at (http://\S+)/v1")
+READY = re.compile(r"agentbox ready at (https?://\S+)/v1")
 
 
 class LiveServer:
-    def __init__(self, data_dir: Path, api_key: str, **env: str) -> None:
+    def __init__(self, data_dir: Path, api_key: str, *, args: Sequence[str] = (), **env: str) -> None:
+        """`args` go after `agentbox serve --host 127.0.0.1 --port 0`; `env` adds AGENTBOX_* settings."""
         self.data_dir = data_dir
         self.api_key = api_key
+        self._args = list(args)
         self._env = env
         self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
         self.url = ""
         self.output: list[str] = []
 
     @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def tls_cert(self) -> Path:
+        """Where `--tls-self-signed` keeps its certificate (the CA bundle clients must trust)."""
+        return self.data_dir / "tls" / "cert.pem"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A client context that trusts this server's self-signed certificate (for httpx)."""
+        return ssl.create_default_context(cafile=self.tls_cert)
 
     def start(self, timeout_s: float = 90) -> LiveServer:
         env = {
@@ -37,8 +55,9 @@ class LiveServer:
             "AGENTBOX_SANDBOX_RUNTIME": str(REPO / ".runtime"),
             **self._env,
         }
+        self.url = ""
         self._process = subprocess.Popen(
-            [str(AGENTBOX), "serve", "--host", "127.0.0.1", "--port", "0"],
+            [str(AGENTBOX), "serve", "--host", "127.0.0.1", "--port", "0", *self._args],
             cwd=self.data_dir.parent,
             env=env,
             stdout=subprocess.PIPE,
@@ -46,21 +65,26 @@ class LiveServer:
             text=True,
         )
         assert self._process.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self._process.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=deadline - time.monotonic()):
-                break
-            line = self._process.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if match := READY.search(line):
-                self.url = match.group(1)
-                return self
+        # A thread reads the output for the server's whole life: a pipe nobody drains fills up
+        # and blocks the server's logging, and a buffered reader beside select() can hide lines.
+        settled = threading.Event()
+        self._reader = threading.Thread(
+            target=self._read_output, args=(self._process.stdout, settled), daemon=True
+        )
+        self._reader.start()
+        if settled.wait(timeout_s) and self.url:
+            return self
         self.stop()
         raise RuntimeError("agentbox did not become ready:\n" + "".join(self.output))
+
+    def _read_output(self, stream: IO[str], settled: threading.Event) -> None:
+        """Collect every line; settle on the readiness line or at end of output."""
+        for line in stream:
+            self.output.append(line)
+            if not settled.is_set() and (match := READY.search(line)):
+                self.url = match.group(1)
+                settled.set()
+        settled.set()
 
     def stop(self) -> None:
         if self._process is None:
@@ -71,7 +95,9 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=20)
+            self._reader = None
         if self._process.stdout is not None:
-            self.output.extend(self._process.stdout.readlines())
             self._process.stdout.close()
         self._process = None

@@ -8,12 +8,14 @@ import logging
 import secrets
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 
 from agentbox.app import build_app
 from agentbox.config import Settings
 from agentbox.sandbox import SessionManager
+from agentbox.tls import TlsFiles, ensure_self_signed
 
 
 def _api_keys(settings: Settings) -> frozenset[str]:
@@ -33,16 +35,31 @@ def _api_keys(settings: Settings) -> frozenset[str]:
     return frozenset([key])
 
 
+def _tls_files(args: argparse.Namespace, settings: Settings) -> TlsFiles | None:
+    """The certificate to serve with, if any: the user's own, or our self-signed one."""
+    if args.tls_self_signed:
+        files = ensure_self_signed(settings.data_dir.resolve() / "tls")
+        print(f"TLS certificate (trust it, e.g. REQUESTS_CA_BUNDLE={files.cert}): {files.cert}", flush=True)
+        return files
+    if args.tls_cert is not None:
+        return TlsFiles(cert=args.tls_cert, key=args.tls_key)
+    return None
+
+
 def serve(args: argparse.Namespace) -> int:
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     keys = _api_keys(settings)
+    tls = _tls_files(args, settings)
     # Bind first so port 0 works and the readiness line can name the real port.
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
+    # Listen now: the readiness line comes from the lifespan, before uvicorn would start
+    # listening, and a client acting on it must be queued rather than refused.
+    sock.listen(2048)
     port = sock.getsockname()[1]
-    url = f"http://{args.host}:{port}"
+    url = f"{'https' if tls else 'http'}://{args.host}:{port}"
     if not settings.model_base_url:
         print("No model configured (AGENTBOX_MODEL_BASE_URL): runs will fail until one is set.", flush=True)
 
@@ -50,7 +67,14 @@ def serve(args: argparse.Namespace) -> int:
         print(f"agentbox ready at {url}/v1", flush=True)
 
     app = build_app(settings, keys, on_ready=ready)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=tls.cert if tls else None,
+        ssl_keyfile=tls.key if tls else None,
+    )
     server = uvicorn.Server(config)
     asyncio.run(server.serve(sockets=[sock]))
     return 0
@@ -74,10 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd = commands.add_parser("serve", help="run the HTTP server")
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8000)
+    tls = serve_cmd.add_mutually_exclusive_group()
+    tls.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve HTTPS with a certificate for 127.0.0.1 and localhost, made once under DATA_DIR/tls",
+    )
+    tls.add_argument("--tls-cert", type=Path, metavar="PATH", help="serve HTTPS with this PEM certificate")
+    serve_cmd.add_argument("--tls-key", type=Path, metavar="PATH", help="the PEM private key of --tls-cert")
     serve_cmd.set_defaults(handler=serve)
     doctor_cmd = commands.add_parser("doctor", help="say which sandbox isolation is in force")
     doctor_cmd.set_defaults(handler=doctor)
     args = parser.parse_args(argv)
+    if args.command == "serve" and (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     result: int = args.handler(args)
     return result
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from agentbox.access_tokens import TokenSigner
 from agentbox.engine.runs import RunEngine
 from agentbox.errors import Unauthorized
 from agentbox.sandbox import SessionManager
@@ -38,7 +39,11 @@ def require_key(
     authorization: Annotated[str | None, Header()] = None,
     api_key: Annotated[str | None, Header(alias="api-key")] = None,
 ) -> None:
-    """Accept `Authorization: Bearer KEY` (OpenAI, Azure) or `api-key: KEY` (Azure OpenAI style)."""
+    """Accept `Authorization: Bearer KEY` (OpenAI, Azure) or `api-key: KEY` (Azure OpenAI style).
+
+    A bearer may also be an access token from the managed-identity route (api/tokens.py), when
+    that route is enabled: it is how Azure credentials authenticate without an API key.
+    """
     keys: frozenset[str] = request.app.state.api_keys
     offered = api_key
     if authorization and authorization.lower().startswith("bearer "):
@@ -47,8 +52,12 @@ def require_key(
         raise Unauthorized(
             "You didn't provide an API key. Send 'Authorization: Bearer YOUR_KEY' or 'api-key: YOUR_KEY'."
         )
-    if offered not in keys:
+    if offered in keys:
+        return
+    signer: TokenSigner | None = getattr(request.app.state, "token_signer", None)
+    if signer is None:
         raise Unauthorized("Incorrect API key provided.")
+    signer.verify(offered)
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
