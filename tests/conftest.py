@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,3 +53,30 @@ def live_server(
     ).start()
     yield server
     server.stop()
+
+
+def _leftover_session_mounts() -> list[str]:
+    """Session filesystems still mounted under pytest's temp root (a killed server leaves them)."""
+    root = str(Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            fields = line.split()
+            mount_point, source = fields[4], fields[-2]
+            if mount_point.startswith(root) and source.startswith("agentbox-"):
+                found.append(mount_point)
+    return found
+
+
+def _unmount(mount_points: list[str]) -> None:
+    for mount_point in mount_points:
+        subprocess.run(["umount", "--lazy", mount_point], check=False, capture_output=True)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # pytest deletes old temp dirs; a session tmpfs left in one would make that (and the run) fail.
+    _unmount(_leftover_session_mounts())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _unmount(_leftover_session_mounts())

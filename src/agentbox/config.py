@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
         "bubblewrap",
         description="Sandbox backend: bubblewrap (default) or gvisor (runsc run, stronger, slower start).",
     )
+    pool_size: int | None = Field(
+        None,
+        description="Sandboxes kept started ahead for new threads (kernel up, libraries imported); "
+        "default: one per CPU core.",
+    )
     run_expires_s: int = Field(600, description="A run not finished this long after creation ends expired.")
     sandbox_runtime: Path = Field(
         Path(".runtime"), description="The sandbox's Python environment (built by make setup)."
@@ -87,5 +93,6 @@ class Settings(BaseSettings):
             session_idle_s=self.session_idle_s,
             session_max_s=self.session_max_s,
             backend=self.sandbox,
+            pool_size=self.pool_size if self.pool_size is not None else (os.cpu_count() or 1),
             allow_weak=self.allow_weak_sandbox,
         )

@@ -32,6 +32,8 @@ class SandboxConfig:
     cpus: float | None = None
     """CPU share of one session (cgroup CFS quota), None for no cap."""
     max_sessions: int = 1000
+    pool_size: int = 0
+    """Sandboxes kept started and ready (kernel up, libraries imported) for new sessions to claim."""
     """Live sessions at once; each holds one host uid from uid_base on."""
     start_timeout_s: float = 30.0
     """Time a new kernel gets to import its libraries and say hello."""

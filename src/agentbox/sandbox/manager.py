@@ -4,6 +4,9 @@ Lifecycle of a session:  (absent) ──execute──▶ live(kernel) ──kern
                          ──execute──▶ live(fresh kernel, restarted) ──close──▶ (absent, files gone)
                          live ──idle > session_idle_s or age > session_max_s──▶ (expired: absent,
                          files gone; the key's next execute reports restarted)
+A warm pool (pool_size) keeps sandboxes started ahead, kernel up and libraries imported, owned by no
+key: a new key claims one and only then gets its files. A pooled sandbox never held anyone's data
+before it is claimed and is torn down, never reused, when its session ends.
 One execution at a time per session (its lock); different sessions run concurrently. The reaper
 task (started by start(), cancelled by aclose()) sleeps until the earliest expiry.
 """
@@ -13,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
+import secrets
 import signal
 import time
 from collections import OrderedDict
@@ -29,9 +34,11 @@ from agentbox.sandbox.config import SandboxConfig
 from agentbox.sandbox.execution import Execution, ExecutionStatus, InputFile
 from agentbox.sandbox.gvisor import GVisor
 from agentbox.sandbox.kernel import Kernel, KernelGone, Reply
-from agentbox.sandbox.names import session_dirname
+
+log = logging.getLogger(__name__)
 
 IMAGE_FILE_MAX = 16 << 20
+POOL_RETRY_S = 5.0
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 EXPIRED_KEYS_KEPT = 10_000
 """Keys whose session expired, remembered so their next execute says variables were lost."""
@@ -78,9 +85,11 @@ class SessionManager:
         digest = hashlib.sha256(os.fsencode(config.sessions_dir.resolve())).hexdigest()[:12]
         self._cgroup_group = f"agentbox-{digest}"
         self._backend = make_backend(config, self._cgroup_group)
-        self._tearing_down: dict[str, asyncio.Event] = {}  # session name → set when its teardown ends
         self._reaper: asyncio.Task[None] | None = None
         self._reaper_wake = asyncio.Event()
+        self._pool: list[_Session] = []
+        self._pool_filler: asyncio.Task[None] | None = None
+        self._pool_wake = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -97,6 +106,8 @@ class SessionManager:
         await asyncio.to_thread(self._prepare_dirs)
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap(), name="agentbox-session-reaper")
+        if self._pool_filler is None and self._config.pool_size > 0:
+            self._pool_filler = asyncio.create_task(self._fill_pool(), name="agentbox-pool-filler")
 
     def _prepare_dirs(self) -> None:
         sessions_dir = self._config.sessions_dir
@@ -112,12 +123,15 @@ class SessionManager:
             datadir.remove_session_fs(entry)
 
     async def aclose(self) -> None:
-        """Stop the reaper, kill every session, unmount and remove its files."""
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+        """Stop the reaper and the pool, kill every session, unmount and remove its files."""
+        for task in (self._reaper, self._pool_filler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._reaper = self._pool_filler = None
+        pooled, self._pool = self._pool, []
+        await asyncio.gather(*(self._teardown(session) for session in pooled))
         await asyncio.gather(*(self.close(key) for key in list(self._sessions)))
         if self._strong:
             await asyncio.to_thread(cgroups.remove_group, self._cgroup_group)
@@ -170,7 +184,6 @@ class SessionManager:
             if self._sessions.get(session.key) is not session or session.lock.locked():
                 return
             del self._sessions[session.key]
-            self._tearing_down[session.name] = asyncio.Event()
             self._expired[session.key] = reason
             while len(self._expired) > EXPIRED_KEYS_KEPT:
                 self._expired.popitem(last=False)
@@ -181,34 +194,69 @@ class SessionManager:
     async def _session(self, key: str) -> _Session:
         if self._caps is None:
             raise SandboxError("SessionManager.start() has not been called")
-        name = session_dirname(key)
-        while True:
-            async with self._registry_lock:
-                session = self._sessions.get(key)
-                if session is not None:
-                    return session
-                # A closed or expired session of this key may still be unmounting its directory.
-                teardown = self._tearing_down.get(name)
-                if teardown is None:
-                    return await self._new_session(key, name)
-            await teardown.wait()
+        async with self._registry_lock:
+            session = self._sessions.get(key)
+            if session is None:
+                session = await self._claim_pooled(key) or await self._new_session(key)
+                session.lost_reason = self._expired.pop(key, None)
+                self._sessions[key] = session
+                self._reaper_wake.set()
+            return session
 
-    async def _new_session(self, key: str, name: str) -> _Session:
-        """Create the key's session; the caller holds the registry lock."""
+    async def _claim_pooled(self, key: str) -> _Session | None:
+        while self._pool:
+            session = self._pool.pop(0)
+            self._pool_wake.set()
+            if session.kernel is None or not session.kernel.alive:
+                await self._teardown(session)  # died while waiting: never handed out
+                continue
+            session.key = key
+            session.created = session.last_used = time.monotonic()
+            return session
+        return None
+
+    async def _new_session(self, key: str) -> _Session:
+        """A fresh session (dir, fs, cgroups; its kernel starts on first use). Names are never reused,
+        so a new session need not wait for an old one of the same key to finish unmounting."""
         if not self._free_slots:
             raise SandboxUnavailable(f"all {self._config.max_sessions} sandbox sessions are in use")
         slot = self._free_slots.pop()
         uid = self._config.uid_base + slot
+        name = f"s{slot}-{secrets.token_hex(6)}"
         session = _Session(key, name, self._config.sessions_dir / name, uid, slot, None)
-        session.lost_reason = self._expired.pop(key, None)
         try:
             await asyncio.to_thread(self._create_session, session)
         except BaseException:
             self._free_slots.append(slot)
             raise
-        self._sessions[key] = session
-        self._reaper_wake.set()
         return session
+
+    async def _fill_pool(self) -> None:
+        """Keep pool_size sandboxes started ahead; back off when starting one fails."""
+        while True:
+            self._pool_wake.clear()
+            if len(self._pool) < self._config.pool_size and self._free_slots:
+                try:
+                    async with self._registry_lock:
+                        session = await self._new_session("")
+                    try:
+                        await self._ensure_kernel(session)
+                    except BaseException:
+                        # Not in the pool yet, so aclose() can't see it: remove it here, even on cancel.
+                        await asyncio.shield(self._teardown(session))
+                        raise
+                except (SandboxError, OSError) as exc:
+                    log.warning("could not start a pooled sandbox: %s", exc)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(POOL_RETRY_S):
+                            await self._pool_wake.wait()
+                    continue
+                self._pool.append(session)
+                continue
+            await self._pool_wake.wait()
+
+    def pool_statistics(self) -> dict[str, int]:
+        return {"ready": len(self._pool), "target": self._config.pool_size, "live": len(self._sessions)}
 
     def _create_session(self, session: _Session) -> None:
         cfg = self._config
@@ -232,20 +280,16 @@ class SessionManager:
             self._expired.pop(key, None)
             if session is None:
                 return
-            self._tearing_down[session.name] = asyncio.Event()
         await self._teardown(session)
 
     async def _teardown(self, session: _Session) -> None:
-        """Kill and remove a session already taken out of the registry (its name in _tearing_down)."""
+        """Kill and remove a session already taken out of the registry (or the pool)."""
         session.closed = True
-        try:
-            if session.kernel is not None:
-                await session.kernel.kill()  # a running execute() then ends as KILLED at once
-            async with session.lock:
-                await asyncio.to_thread(self._remove_session, session)
-            self._free_slots.append(session.slot)
-        finally:
-            self._tearing_down.pop(session.name).set()
+        if session.kernel is not None:
+            await session.kernel.kill()  # a running execute() then ends as KILLED at once
+        async with session.lock:
+            await asyncio.to_thread(self._remove_session, session)
+        self._free_slots.append(session.slot)
 
     def _remove_session(self, session: _Session) -> None:
         if session.cgroup is not None:
@@ -299,7 +343,7 @@ class SessionManager:
             )
         finally:
             launch.close()
-        restarted = session.kernels_started > 0 or session.lost_reason is not None
+        restarted = session.kernels_started > 0
         session.kernels_started += 1
         session.kernel = kernel
         return kernel, restarted
@@ -331,6 +375,7 @@ class SessionManager:
     ) -> Execution:
         await self._place(session, files)
         kernel, restarted = await self._ensure_kernel(session)
+        restarted = restarted or session.lost_reason is not None  # a pooled kernel for an expired key
         lost_reason = session.lost_reason if restarted else None
         session.lost_reason = None
         before = await asyncio.to_thread(datadir.snapshot, session.data_dir)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 
 MAX_NAME_BYTES = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_SESSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 def safe_name(filename: str) -> str:
@@ -30,13 +28,6 @@ def safe_name(filename: str) -> str:
     if name in ("", ".", ".."):
         raise ValueError(f"{filename!r} is not a usable file name")
     return name
-
-
-def session_dirname(key: str) -> str:
-    """The host directory / cgroup name of a session: the key itself when harmless, else a hash."""
-    if _SESSION_NAME.fullmatch(key) and ".." not in key:
-        return key
-    return "h-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def relative_parts(name: str) -> list[str]:

@@ -1,0 +1,52 @@
+"""The warm pool: a claimed sandbox never held anyone's data, and none is reused after its session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentbox.sandbox import InputFile
+from tests.sandbox_fixtures import Harness
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pooled(tmp_path: Path, backend: str) -> Iterator[Harness]:
+    if backend != "bubblewrap":
+        pytest.skip("the pool is backend-independent; measured once on the default backend")
+    harness = Harness(tmp_path / "sessions", pool_size=1, uid_base=1_330_000)
+    yield harness
+    harness.close()
+
+
+def wait_ready(harness: Harness) -> None:
+    for _ in range(300):
+        if harness.manager.pool_statistics()["ready"] >= 1:
+            return
+        harness.wait(0.05)
+    raise AssertionError("the pool never filled")
+
+
+def test_a_claimed_sandbox_is_clean_and_never_reused(pooled: Harness, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a,b\n1,2\n")
+    wait_ready(pooled)
+    first = pooled.run(
+        "import os\nleftover = sorted(os.listdir('.'))\nsecret_var = 41\nprint(leftover)",
+        key="thread_a",
+        files=[InputFile("secret.csv", secret, "file-secret")],
+    )
+    assert first.logs.strip() == "['secret.csv']"  # only this thread's file, placed after the claim
+    assert first.duration_s < 0.5  # the kernel was already up
+    first_dir = pooled.data_dir("thread_a")
+    pooled.call(pooled.manager.close("thread_a"))
+    assert not first_dir.exists()
+
+    wait_ready(pooled)
+    look = "import os\nprint(sorted(os.listdir('.')), 'secret_var' in globals())"
+    second = pooled.run(look, key="thread_b")
+    assert second.logs.strip() == "[] False"
+    assert pooled.data_dir("thread_b") != first_dir
