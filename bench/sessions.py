@@ -27,10 +27,19 @@ def manager(sessions_dir: Path, runtime: Path, **options: object) -> SessionMana
     return SessionManager(SandboxConfig(sessions_dir=sessions_dir, runtime_dir=runtime, **options))  # type: ignore[arg-type]
 
 
+async def wait_pool(sandbox: SessionManager) -> None:
+    """Until the warm pool is full again (a new thread arriving at a quiet moment)."""
+    stats = sandbox.pool_statistics()
+    while stats["ready"] < stats["target"]:
+        await asyncio.sleep(0.02)
+        stats = sandbox.pool_statistics()
+
+
 async def first_output(sandbox: SessionManager, reps: int) -> list[float]:
     """New key → `print(1)` answered; each session is closed afterwards (not timed)."""
     samples = []
     for _ in range(reps):
+        await wait_pool(sandbox)
         key = next(_keys)
         started = time.perf_counter()
         result = await sandbox.execute(key, "print(1)")
@@ -44,6 +53,7 @@ async def first_chart(sandbox: SessionManager, csv: Path, reps: int) -> list[flo
     """New key with the fixture placed → a pandas bar chart PNG back."""
     samples = []
     for _ in range(reps):
+        await wait_pool(sandbox)
         key = next(_keys)
         started = time.perf_counter()
         result = await sandbox.execute(key, CHART, [InputFile(CSV_NAME, csv, "file-bench")])
@@ -75,6 +85,7 @@ async def burst(sandbox: SessionManager, width: int) -> tuple[list[float], int]:
             raise RuntimeError(result.logs)
         return time.perf_counter() - started
 
+    await wait_pool(sandbox)
     keys = [next(_keys) for _ in range(width)]
     results = await asyncio.gather(*(one(k) for k in keys), return_exceptions=True)
     await asyncio.gather(*(sandbox.close(k) for k in keys))
@@ -132,12 +143,26 @@ async def idle_memory(
 async def measure(
     sessions_dir: Path, runtime: Path, csv: Path, quick: bool, backend: str | None
 ) -> list[Figure]:
-    options = {"backend": backend} if backend else {}
-    sandbox = manager(sessions_dir, runtime, **options)
-    await sandbox.start()
     label = f" [{backend or 'bubblewrap'}]"
+    options: dict[str, object] = {"backend": backend} if backend else {}
+    figures: list[Figure] = []
+    # Without a pool: every new session starts its sandbox and imports the libraries on demand.
+    cold = manager(sessions_dir / "cold", runtime, **options)
+    await cold.start()
     try:
-        figures = [
+        figures.append(
+            Figure.of(
+                "new session, no pool → first print(1)" + label,
+                ms(await first_output(cold, 2 if quick else 8)),
+            )
+        )
+    finally:
+        await cold.aclose()
+    # As the server runs by default: a warm pool of one started sandbox per CPU core.
+    sandbox = manager(sessions_dir / "pooled", runtime, pool_size=os.cpu_count() or 1, **options)
+    await sandbox.start()
+    try:
+        figures += [
             Figure.of(
                 "new session → first print(1)" + label, ms(await first_output(sandbox, 2 if quick else 10))
             ),
@@ -146,13 +171,12 @@ async def measure(
             ),
             Figure.of("live cell round trip" + label, ms(await round_trip(sandbox, 5 if quick else 200))),
         ]
-        times, failures = await burst(sandbox, 4 if quick else 50)
+        width = 4 if quick else 50
+        times, failures = await burst(sandbox, width)
         figures.append(
-            Figure.of(
-                f"burst of {4 if quick else 50} → first output (failures: {failures})" + label, ms(times)
-            )
+            Figure.of(f"burst of {width} → first output (failures: {failures})" + label, ms(times))
         )
-        uss, pss = await idle_memory(sandbox, 2 if quick else 6, sessions_dir)
+        uss, pss = await idle_memory(sandbox, 2 if quick else 6, sessions_dir / "pooled")
         figures.append(Figure.of("idle session USS" + label, uss, "MB"))
         figures.append(Figure.of("idle session PSS" + label, pss, "MB"))
         return figures

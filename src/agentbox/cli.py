@@ -64,7 +64,7 @@ def serve(args: argparse.Namespace) -> int:
         print("No model configured (AGENTBOX_MODEL_BASE_URL): runs will fail until one is set.", flush=True)
 
     def ready() -> None:
-        print(f"agentbox ready at {url}/v1", flush=True)
+        print(f"agentbox ready at {url}/v1 (playground: {url}/)", flush=True)
 
     app = build_app(settings, keys, on_ready=ready)
     config = uvicorn.Config(

@@ -1,0 +1,35 @@
+"""A small run of `make bench`, so the benchmarks cannot rot. Timings are reported, never asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.live_server import REPO
+
+
+def test_quick_bench_produces_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    names = [f["name"] for f in json.loads(out.read_text())["figures"]]
+    for expected in (
+        "baseline: fresh jupyter kernel → first print(1)",
+        "baseline: fresh python -c → print(1)",
+        "new session → first print(1) [bubblewrap]",
+        "new session → chart PNG [bubblewrap]",
+        "live cell round trip [bubblewrap]",
+        "idle session USS [bubblewrap]",
+        "one-step run minus model time [bubblewrap]",
+        "simple GETs per second [bubblewrap]",
+    ):
+        assert expected in names
+    assert "| figure | p50 | p95 | n |" in done.stdout
