@@ -90,6 +90,7 @@ class SessionManager:
         self._pool: list[_Session] = []
         self._pool_filler: asyncio.Task[None] | None = None
         self._pool_wake = asyncio.Event()
+        self._starting = asyncio.Semaphore(config.concurrent_starts or os.cpu_count() or 1)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -301,6 +302,12 @@ class SessionManager:
     async def _ensure_kernel(self, session: _Session) -> tuple[Kernel, bool]:
         if session.kernel is not None and session.kernel.alive:
             return session.kernel, False
+        # Starts queue here rather than all at once: fifty sandboxes starting together on two cores
+        # would each take long enough to hit the start timeout (gVisor did, 48 of 50).
+        async with self._starting:
+            return await self._start_kernel(session)
+
+    async def _start_kernel(self, session: _Session) -> tuple[Kernel, bool]:
         if session.kernel is not None:
             await session.kernel.kill()
         cfg = self._config
