@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletionChunk
 
 from agentbox.errors import ModelError
 from agentbox.llm.base import ChatRequest, Completion, ModelEvent, TextDelta, ToolCall, ToolCallDelta
@@ -30,12 +31,22 @@ class OpenAICompatibleModel:
         if self._client is None:
             raise ModelError(NOT_CONFIGURED, code="server_error")
         try:
-            chunks = await self._client.chat.completions.create(
-                model=request.model,
-                messages=request.messages,  # type: ignore[arg-type]
-                stream=True,
-                stream_options={"include_usage": True},
+            # client.post, not chat.completions.create: create() first walks the whole conversation
+            # through the SDK's TypedDict transform, which took most of a run's time on long threads.
+            # Our messages are plain JSON already; the SDK still does transport, retries and errors.
+            body = {
+                "model": request.model,
+                "messages": request.messages,
+                "stream": True,
+                "stream_options": {"include_usage": True},
                 **_options(request),
+            }
+            chunks = await self._client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletionChunk,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
             )
             text: list[str] = []
             calls: dict[int, dict[str, str]] = {}
