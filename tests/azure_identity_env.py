@@ -8,8 +8,11 @@ removed, EnvironmentCredential stays inactive and never calls the login service 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from tests.conftest import API_KEY
 from tests.live_server import LiveServer
 
 # Every variable that would steer a credential anywhere but our loopback token route.
@@ -40,3 +43,17 @@ def use_local_identity(monkeypatch: pytest.MonkeyPatch, server: LiveServer, iden
     monkeypatch.setenv("IDENTITY_HEADER", identity_header)
     # azure-core's requests session trusts this bundle for the token route and the API alike.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.tls_cert))
+
+
+def start_azure_server(data_dir: Path, model_base_url: str, identity_header: str) -> LiveServer:
+    """A live agentbox as the Azure SDK tests need it: HTTPS with its own certificate, the token
+    route on, and the scripted model behind it."""
+    return LiveServer(
+        data_dir,
+        API_KEY,
+        args=["--tls-self-signed"],
+        AGENTBOX_MODEL_BASE_URL=model_base_url,
+        AGENTBOX_MODEL_API_KEY="scripted",
+        AGENTBOX_EXEC_TIMEOUT_S="20",
+        AGENTBOX_IDENTITY_HEADER=identity_header,
+    ).start()

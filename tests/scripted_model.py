@@ -94,6 +94,7 @@ class ScriptedModel:
             # Headers and body go out in separate writes; without this each answer waits 40 ms
             # for a delayed ACK, which benchmarks would count as agentbox's overhead.
             disable_nagle_algorithm = True
+
             def log_message(self, *_args: Any) -> None:
                 pass
 

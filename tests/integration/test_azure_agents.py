@@ -17,7 +17,7 @@ from azure.ai.agents.models import (
 )
 from azure.identity import DefaultAzureCredential
 
-from tests.azure_identity_env import use_local_identity
+from tests.azure_identity_env import start_azure_server, use_local_identity
 from tests.conftest import API_KEY
 from tests.integration.test_seed_scenario import CHART, PNG_MAGIC, answer_with_total, expected_total
 from tests.live_server import LiveServer
@@ -31,15 +31,9 @@ PROMPT = "Could you please create bar chart in the TRANSPORTATION sector for the
 def azure_server(
     tmp_path_factory: pytest.TempPathFactory, scripted_model_server: ScriptedModel
 ) -> Iterator[LiveServer]:
-    server = LiveServer(
-        tmp_path_factory.mktemp("azure-agents") / "data",
-        API_KEY,
-        args=["--tls-self-signed"],
-        AGENTBOX_MODEL_BASE_URL=scripted_model_server.base_url,
-        AGENTBOX_MODEL_API_KEY="scripted",
-        AGENTBOX_EXEC_TIMEOUT_S="20",
-        AGENTBOX_IDENTITY_HEADER=IDENTITY_HEADER,
-    ).start()
+    server = start_azure_server(
+        tmp_path_factory.mktemp("azure-agents") / "data", scripted_model_server.base_url, IDENTITY_HEADER
+    )
     yield server
     server.stop()
 
