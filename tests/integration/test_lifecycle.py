@@ -80,3 +80,29 @@ def test_listing_pages_through_everything_once(live_server: LiveServer, order: s
         assert first.has_more is True and len(first.data) == 3
         seen = [m.id for m in client.beta.threads.messages.list(thread_id=thread.id, limit=3, order=order)]  # type: ignore[arg-type]
     assert seen == (made if order == "asc" else made[::-1])
+
+
+def test_a_run_past_its_expiry_ends_expired(tmp_path: Path, scripted_model: ScriptedModel) -> None:
+    env = {"AGENTBOX_MODEL_BASE_URL": scripted_model.base_url, "AGENTBOX_RUN_EXPIRES_S": "2"}
+    server = LiveServer(tmp_path / "data", API_KEY, **env).start()
+    try:
+        with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+            assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": "slow"}])
+            scripted_model.script(Code("import time\ntime.sleep(30)"), Text("never"))
+            run = client.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=100
+            )
+            assert run.status == "expired"
+            assert run.expires_at is None  # only an active run shows when it will expire
+            (step,) = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data
+            assert step.status == "expired"
+            # The thread is free again and its session answers at once: the cell was interrupted.
+            scripted_model.reset()
+            scripted_model.script(Code("print('after')"), Text("ok"))
+            again = client.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+            )
+            assert again.status == "completed", again.last_error
+    finally:
+        server.stop()
