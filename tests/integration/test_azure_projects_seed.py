@@ -8,13 +8,20 @@ from pathlib import Path
 
 import pytest
 from azure.ai.projects import AIProjectClient
-from azure.ai.projects.models import CodeInterpreterTool, FilePurpose
+from azure.ai.projects.models import (
+    AgentEventHandler,
+    CodeInterpreterTool,
+    FilePurpose,
+    MessageDeltaChunk,
+    RunStep,
+    ThreadRun,
+)
 from azure.identity import DefaultAzureCredential
 
 from tests.azure_identity_env import start_azure_server, use_local_identity
 from tests.integration.test_seed_scenario import CHART, PNG_MAGIC, answer_with_total, expected_total
 from tests.live_server import LiveServer
-from tests.scripted_model import Code, ScriptedModel
+from tests.scripted_model import Code, ScriptedModel, Text
 
 IDENTITY_HEADER = "local-identity-header-for-tests"
 
@@ -83,3 +90,53 @@ def test_seed_sample_with_azure_ai_projects(
             assert saved.startswith(PNG_MAGIC) and len(saved) > 5_000
 
         project_client.agents.delete_agent(agent.id)
+
+
+class Recorder(AgentEventHandler):
+    """Keeps what the b4 handler is given; b4 silently drops events that share an HTTP chunk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_statuses: list[str] = []
+        self.step_statuses: list[str] = []
+        self.text: list[str] = []
+        self.done = False
+
+    def on_thread_run(self, run: ThreadRun) -> None:
+        self.run_statuses.append(run.status)
+
+    def on_run_step(self, step: RunStep) -> None:
+        self.step_statuses.append(f"{step.type.value}:{step.status.value}")
+
+    def on_message_delta(self, delta: MessageDeltaChunk) -> None:
+        self.text.append(delta.text)
+
+    def on_done(self) -> None:
+        self.done = True
+
+
+def test_create_stream_delivers_every_event_to_the_handler(
+    azure_server: LiveServer, scripted_model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_local_identity(monkeypatch, azure_server, IDENTITY_HEADER)
+    answer = "The chart is ready: every token of this sentence must arrive, one chunk per event."
+    scripted_model.script(Code("print(21 * 2)"), Text(answer))
+    project_client = AIProjectClient.from_connection_string(
+        credential=DefaultAzureCredential(), conn_str=f"127.0.0.1:{azure_server.port};sub;rg;proj"
+    )
+    with project_client:
+        agent = project_client.agents.create_agent(
+            model="gpt-4o-mini", name="streamer", tools=CodeInterpreterTool().definitions
+        )
+        thread = project_client.agents.create_thread()
+        project_client.agents.create_message(thread_id=thread.id, role="user", content="stream it")
+        recorder = Recorder()
+        with project_client.agents.create_stream(
+            thread_id=thread.id, assistant_id=agent.id, event_handler=recorder
+        ) as stream:
+            stream.until_done()
+    assert "".join(recorder.text) == answer
+    assert recorder.run_statuses == ["queued", "queued", "in_progress", "completed"]
+    assert recorder.step_statuses.count("tool_calls:completed") == 1
+    assert recorder.step_statuses[-1] == "message_creation:completed"
+    assert recorder.done
