@@ -55,17 +55,32 @@ def live_server(
     server.stop()
 
 
-def _leftover_session_mounts() -> list[str]:
-    """Session filesystems still mounted under pytest's temp root (a killed server leaves them)."""
-    root = str(Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}") + "/"
+RETAINED_RUNS = 3  # pytest keeps the temp dirs of its last three runs and deletes older ones
+
+
+def _session_mounts_under(roots: list[Path]) -> list[str]:
+    """Session filesystems (tmpfs named agentbox-…) mounted somewhere below these directories."""
+    prefixes = [str(root) + "/" for root in roots]
     found = []
     with open("/proc/self/mountinfo") as mounts:
         for line in mounts:
             fields = line.split()
             mount_point, source = fields[4], fields[-2]
-            if mount_point.startswith(root) and source.startswith("agentbox-"):
+            if source.startswith("agentbox-") and mount_point.startswith(tuple(prefixes)):
                 found.append(mount_point)
     return found
+
+
+def _stale_temp_roots() -> list[Path]:
+    """pytest temp dirs that pytest itself is about to delete: never those of a run still going."""
+    root = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    if not root.is_dir():
+        return []
+    numbered = sorted(
+        (p for p in root.iterdir() if p.name.startswith("pytest-") and p.name[7:].isdigit()),
+        key=lambda p: int(p.name[7:]),
+    )
+    return [p for p in root.iterdir() if p.name.startswith("garbage-")] + numbered[:-RETAINED_RUNS]
 
 
 def _unmount(mount_points: list[str]) -> None:
@@ -74,9 +89,13 @@ def _unmount(mount_points: list[str]) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    # pytest deletes old temp dirs; a session tmpfs left in one would make that (and the run) fail.
-    _unmount(_leftover_session_mounts())
+    # A session tmpfs left by a killed server in an old temp dir would make pytest's deletion of
+    # that dir (and so the run) fail.
+    _unmount(_session_mounts_under(_stale_temp_roots()))
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _unmount(_leftover_session_mounts())
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    own = [factory.getbasetemp()] if factory is not None and factory._basetemp is not None else []
+    _unmount(_session_mounts_under(own + _stale_temp_roots()))
