@@ -24,6 +24,10 @@ router = APIRouter(tags=["files"], responses=ERROR_RESPONSES)
 UploadPurpose = Literal["assistants", "vision", "user_data", "batch", "fine-tune", "evals"]
 
 
+# Bidirectional overrides make "invoice\u202egpj.exe" display as "invoiceexe.jpg": refused like controls.
+_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def clean_filename(raw: str | None) -> str:
     """The stored name: the last path component, NFC, no control characters."""
     if not raw:
@@ -31,7 +35,7 @@ def clean_filename(raw: str | None) -> str:
     if "\x00" in raw:
         raise InvalidRequest("The filename must not contain NUL characters.", param="file")
     name = unicodedata.normalize("NFC", raw.replace("\\", "/").rsplit("/", 1)[-1])
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
+    if any(unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS for ch in name):
         raise InvalidRequest("The filename must not contain control characters.", param="file")
     if name in ("", ".", ".."):
         raise InvalidRequest(f"'{raw}' is not a usable filename.", param="file")
