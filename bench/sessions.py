@@ -93,6 +93,42 @@ async def burst(sandbox: SessionManager, width: int) -> tuple[list[float], int]:
     return times, len(results) - len(times)
 
 
+LADDER_TIMEOUT_S = 0.5
+LADDER_GRACE_S = 0.5
+SLEEPS = "import time\ntime.sleep(100)"
+IGNORES_SIGINT = (
+    "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: time.sleep(0.01)"
+)
+
+
+async def timeout_ladder(sandbox: SessionManager, reps: int) -> dict[str, list[float]]:
+    """The ladder's rungs, each timed from the moment it is due: deadline → SIGINT answered,
+    grace over → session killed, and the next cell's output after each (L11: it must not wait)."""
+    rungs: dict[str, list[float]] = {"interrupt": [], "after interrupt": [], "kill": [], "after kill": []}
+    for _ in range(reps):
+        key = next(_keys)
+        await sandbox.execute(key, "x = 1")
+        started = time.perf_counter()
+        interrupted = await sandbox.execute(key, SLEEPS)
+        rungs["interrupt"].append(time.perf_counter() - started - LADDER_TIMEOUT_S)
+        assert interrupted.status is ExecutionStatus.TIMEOUT, interrupted.logs
+        assert "KeyboardInterrupt" in interrupted.logs, interrupted.logs
+        started = time.perf_counter()
+        kept = await sandbox.execute(key, "print(x)")
+        rungs["after interrupt"].append(time.perf_counter() - started)
+        assert kept.logs.strip() == "1", kept.logs
+        started = time.perf_counter()
+        killed = await sandbox.execute(key, IGNORES_SIGINT)
+        rungs["kill"].append(time.perf_counter() - started - LADDER_TIMEOUT_S - LADDER_GRACE_S)
+        assert killed.status is ExecutionStatus.KILLED, killed.logs
+        started = time.perf_counter()
+        fresh = await sandbox.execute(key, "print('x' in globals())")
+        rungs["after kill"].append(time.perf_counter() - started)
+        assert fresh.restarted and fresh.logs.strip() == "False", fresh.logs
+        await sandbox.close(key)
+    return rungs
+
+
 def memory_of(pids: list[int]) -> tuple[int, int]:
     """Unique and proportional set size in bytes of these processes together (smaps_rollup)."""
     uss = pss = 0
@@ -158,6 +194,22 @@ async def measure(
         )
     finally:
         await cold.aclose()
+    # The timeout ladder with short limits: what each rung costs beyond the time it is due.
+    short = manager(
+        sessions_dir / "ladder", runtime, exec_timeout_s=LADDER_TIMEOUT_S, interrupt_grace_s=LADDER_GRACE_S,
+        **options,
+    )  # fmt: skip
+    await short.start()
+    try:
+        rungs = await timeout_ladder(short, 1 if quick else 6)
+    finally:
+        await short.aclose()
+    figures += [
+        Figure.of("interrupt: deadline → KeyboardInterrupt back" + label, ms(rungs["interrupt"])),
+        Figure.of("next cell after an interrupt → output" + label, ms(rungs["after interrupt"])),
+        Figure.of("kill: grace over → session killed, reply back" + label, ms(rungs["kill"])),
+        Figure.of("next cell after a kill → output (fresh kernel)" + label, ms(rungs["after kill"])),
+    ]
     # As the server runs by default: a warm pool of one started sandbox per CPU core.
     sandbox = manager(sessions_dir / "pooled", runtime, pool_size=os.cpu_count() or 1, **options)
     await sandbox.start()

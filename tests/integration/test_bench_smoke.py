@@ -27,6 +27,8 @@ def test_quick_bench_produces_every_figure(tmp_path: Path) -> None:
         "new session → first print(1) [bubblewrap]",
         "new session → chart PNG [bubblewrap]",
         "live cell round trip [bubblewrap]",
+        "interrupt: deadline → KeyboardInterrupt back [bubblewrap]",
+        "kill: grace over → session killed, reply back [bubblewrap]",
         "idle session USS [bubblewrap]",
         "one-step run minus model time [bubblewrap]",
         "simple GETs per second [bubblewrap]",

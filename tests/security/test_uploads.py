@@ -47,6 +47,15 @@ def upload_raw(http: httpx.Client, filename: bytes, content: bytes) -> httpx.Res
     )
 
 
+def refused_upload(http: httpx.Client, filename: bytes) -> dict[str, object]:
+    """The error of an upload that must be a 400 and store nothing."""
+    before = http.get("/files", params={"limit": 100}).json()["data"]
+    response = upload_raw(http, filename, b"never stored")
+    assert response.status_code == 400
+    assert http.get("/files", params={"limit": 100}).json()["data"] == before
+    return response.json()["error"]  # type: ignore[no-any-return]
+
+
 def listing_of_mnt_data(
     live_server: LiveServer, scripted_model: ScriptedModel, file_ids: list[str], code: str
 ) -> str:
@@ -114,14 +123,10 @@ def test_f4_path_names_are_reduced_to_their_basename_and_land_in_mnt_data_only(
 def test_f4_unusable_names_are_a_400_that_says_why_and_store_nothing(
     http: httpx.Client, filename: bytes, message: str
 ) -> None:
-    before = http.get("/files", params={"limit": 100}).json()["data"]
-    response = upload_raw(http, filename, b"never stored")
-    assert response.status_code == 400
-    error = response.json()["error"]
+    error = refused_upload(http, filename)
     assert error["message"] == message
     assert error["param"] == "file"
     assert error["type"] == "invalid_request_error"
-    assert http.get("/files", params={"limit": 100}).json()["data"] == before
 
 
 CONTROL = "The filename must not contain control characters."
@@ -142,11 +147,7 @@ CONTROL = "The filename must not contain control characters."
 def test_f5_control_and_bidi_characters_are_refused(
     http: httpx.Client, filename: bytes, message: str
 ) -> None:
-    before = http.get("/files", params={"limit": 100}).json()["data"]
-    response = upload_raw(http, filename, b"x")
-    assert response.status_code == 400
-    assert response.json()["error"]["message"] == message
-    assert http.get("/files", params={"limit": 100}).json()["data"] == before
+    assert refused_upload(http, filename)["message"] == message
 
 
 def test_f5_unicode_twins_are_stored_nfc_and_collide_deterministically(

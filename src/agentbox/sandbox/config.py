@@ -32,13 +32,13 @@ class SandboxConfig:
     cpus: float | None = None
     """CPU share of one session (cgroup CFS quota), None for no cap."""
     max_sessions: int = 1000
+    """Live sessions at once; each holds one host uid from uid_base on."""
     pool_size: int = 0
     """Sandboxes kept started and ready (kernel up, libraries imported) for new sessions to claim."""
-    """Live sessions at once; each holds one host uid from uid_base on."""
     start_timeout_s: float = 30.0
+    """Time a new kernel gets to import its libraries and say hello."""
     concurrent_starts: int = 0
     """Sandboxes started at the same time (0: one per CPU core); more starts wait their turn."""
-    """Time a new kernel gets to import its libraries and say hello."""
     stage_dir: Path = Path("/run/agentbox-stage")
     """An empty host directory each kernel's private mount namespace covers with its staging tmpfs."""
     backend: str = "bubblewrap"
