@@ -86,6 +86,65 @@ def test_wrong_type_names_the_field(http: httpx.Client) -> None:
     assert error_of(response)["param"] == "role"
 
 
+@pytest.mark.parametrize(
+    ("content", "param", "message"),
+    [
+        (
+            5,
+            "content",
+            "Invalid value for 'content': Input should be a valid string, or Input should be a valid list.",
+        ),
+        (
+            [{"type": "video"}],
+            "content.0",
+            "Invalid value for 'content.0': Input tag 'video' found using 'type' does not match any of the "
+            "expected tags: 'text', 'image_file', 'image_url'.",
+        ),
+        (
+            [{"type": "image_file", "image_file": {}}],
+            "content.0.image_file.file_id",
+            "Missing required parameter: 'content.0.image_file.file_id'.",
+        ),
+        (
+            [{"type": "image_file", "image_file": {"file_id": "file-gone"}}],
+            "message.content.0",
+            "Invalid file id 'file-gone' in an image_file content part: no such file.",
+        ),
+    ],
+    ids=["number", "unknown-part", "part-without-file-id", "unknown-file"],
+)
+def test_bad_message_content_names_the_part(
+    http: httpx.Client, content: object, param: str, message: str
+) -> None:
+    thread = http.post("/threads").json()
+    response = http.post(f"/threads/{thread['id']}/messages", json={"role": "user", "content": content})
+    assert response.status_code == 400
+    assert (error_of(response)["param"], error_of(response)["message"]) == (param, message)
+    assert http.get(f"/threads/{thread['id']}/messages").json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("tool", "param"),
+    [
+        ({"type": "function"}, "tools.0.function"),
+        ({"type": "function", "function": {"description": "no name"}}, "tools.0.function.name"),
+        ({"type": "function", "function": {"name": "has spaces"}}, "tools.0.function.name"),
+        ({"type": "magic"}, "tools.0"),
+    ],
+)
+def test_a_tool_without_a_usable_definition_is_400_not_a_failed_run(
+    http: httpx.Client, tool: dict[str, object], param: str
+) -> None:
+    response = http.post("/assistants", json={"model": "m", "tools": [tool]})
+    assert response.status_code == 400
+    assert error_of(response)["param"] == param
+    assistant = http.post("/assistants", json={"model": "m"}).json()
+    thread = http.post("/threads").json()
+    run = http.post(f"/threads/{thread['id']}/runs", json={"assistant_id": assistant["id"], "tools": [tool]})
+    assert run.status_code == 400
+    assert error_of(run)["param"] == param
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"api-key": "wrong"}])
 def test_missing_or_wrong_key_is_401(live_server: LiveServer, headers: dict[str, str]) -> None:
     response = httpx.get(f"{live_server.base_url}/assistants", headers=headers)

@@ -52,9 +52,11 @@ def _agentbox_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {}
-    location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
-    param = ".".join(location) or None
+    errors = exc.errors()
+    # A value that fits no member of a union fails once per member; the member that got furthest
+    # into the value is the one the client meant.
+    first = max(errors, key=lambda e: len(_names(e.get("loc", ()))), default={})
+    param = _param(first.get("loc", ()))
     kind = first.get("type", "")
     if kind == "json_invalid":
         # Name the decoder's complaint and where: broken bodies are usually hand-written (curl).
@@ -68,11 +70,33 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         param = None
     elif kind == "missing":
         message = f"Missing required parameter: '{param}'."
+    elif param:
+        # Several members failing at the same place: name each problem once.
+        same = [e for e in errors if _param(e.get("loc", ())) == param]
+        problems = dict.fromkeys(str(e.get("msg", "invalid")) for e in same)
+        message = f"Invalid value for '{param}': {', or '.join(problems)}."
     else:
-        message = (
-            f"Invalid value for '{param}': {first.get('msg', 'invalid')}." if param else str(first.get("msg"))
-        )
+        message = str(first.get("msg"))
     return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+
+
+_WHERE = ("body", "query", "path", "header")
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def _names(loc: Any) -> list[str]:
+    """The client's path to a value, without pydantic's union-member tags: 'str', 'list[...]', and
+    the discriminator of a part shaped {"type": "image_file", "image_file": {…}} (the tag repeats)."""
+    path = [str(p) for p in loc if p not in _WHERE]
+    return [
+        p
+        for i, p in enumerate(path)
+        if not (p in _TYPE_TAGS or "[" in p or p[:1].isupper() or path[i + 1 : i + 2] == [p])
+    ]
+
+
+def _param(loc: Any) -> str | None:
+    return ".".join(_names(loc)) or None
 
 
 def _http_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -25,22 +25,19 @@ async def message_record(store: Store, thread_id: str, body: CreateMessage, para
         content: list[dict[str, Any]] = [{"type": "text", "text": {"value": body.content, "annotations": []}}]
     else:
         content = []
-        for part in body.content:
+        for index, part in enumerate(body.content):
             if part.type == "text":
                 content.append({"type": "text", "text": {"value": part.text, "annotations": []}})
             else:
+                if part.type == "image_file":
+                    where = "an image_file content part"
+                    await _require_file(store, part.image_file.file_id, where, f"{param}.content.{index}")
                 content.append(part.model_dump(exclude_none=True))
     if not content:
         raise InvalidRequest("A message needs at least one content part.", param=f"{param}.content")
     attachments = [a.model_dump() for a in body.attachments or []]
     for attachment in attachments:
-        try:
-            await store.get(FileRecord, attachment["file_id"])
-        except NotFound as exc:
-            raise InvalidRequest(
-                f"Invalid file id '{attachment['file_id']}' in attachments: no such file.",
-                param=f"{param}.attachments",
-            ) from exc
+        await _require_file(store, attachment["file_id"], "attachments", f"{param}.attachments")
     return MessageRecord(
         id=new_id("msg_"),
         created_at=now(),
@@ -52,6 +49,13 @@ async def message_record(store: Store, thread_id: str, body: CreateMessage, para
         completed_at=now(),
         metadata=body.metadata or {},
     )
+
+
+async def _require_file(store: Store, file_id: str, where: str, param: str) -> None:
+    try:
+        await store.get(FileRecord, file_id)
+    except NotFound as exc:
+        raise InvalidRequest(f"Invalid file id '{file_id}' in {where}: no such file.", param=param) from exc
 
 
 @router.post("/threads/{thread_id}/messages")

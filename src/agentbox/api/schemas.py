@@ -24,9 +24,24 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class Tool(_Body):
+class FunctionDefinition(_Body):
+    model_config = ConfigDict(extra="allow")  # strict, and whatever newer SDKs add, reach the model
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class BuiltinTool(_Body):
     model_config = ConfigDict(extra="allow")
-    type: Literal["code_interpreter", "file_search", "function"]
+    type: Literal["code_interpreter", "file_search"]
+
+
+class FunctionTool(_Body):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+Tool = Annotated[BuiltinTool | FunctionTool, Field(discriminator="type")]
 
 
 class CodeInterpreterResources(_Body):
