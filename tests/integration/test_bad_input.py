@@ -71,6 +71,41 @@ def test_malformed_json_is_400(http: httpx.Client) -> None:
     assert "could not parse the JSON body" in str(error_of(response)["message"])
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [('{"model": "m"}', "text/plain"), ("model=m", "application/x-www-form-urlencoded"), ("[1]", None)],
+    ids=["text", "form", "array"],
+)
+def test_a_body_that_is_not_a_json_object_says_what_to_send(
+    http: httpx.Client, content: str, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type or "application/json"}
+    response = http.post("/assistants", content=content, headers=headers)
+    assert response.status_code == 400
+    assert error_of(response)["message"] == (
+        "The request body must be a JSON object, sent with 'Content-Type: application/json'."
+    )
+
+
+@pytest.mark.parametrize("path", ["/threads/{thread}/runs", "/threads/{thread}/runs/{run}/steps"])
+def test_an_unknown_include_is_400_naming_it(
+    http: httpx.Client, client: openai.OpenAI, scripted_model: ScriptedModel, path: str
+) -> None:
+    assistant = http.post("/assistants", json={"model": "m"}).json()
+    thread = http.post("/threads").json()
+    scripted_model.script(Text("ok"))
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread["id"], assistant_id=assistant["id"], poll_interval_ms=50
+    ).model_dump()
+    url = path.format(thread=thread["id"], run=run["id"])
+    response = http.request("POST" if url.endswith("runs") else "GET", url, params={"include[]": "bogus"})
+    assert response.status_code == 400
+    assert error_of(response)["param"] == "include[].0"
+    known = "step_details.tool_calls[*].file_search.results[*].content"
+    if not url.endswith("runs"):
+        assert http.get(url, params={"include[]": known}).json()["data"][0]["type"] == "message_creation"
+
+
 def test_missing_required_field_names_it(http: httpx.Client) -> None:
     response = http.post("/assistants", json={"instructions": "no model"})
     assert response.status_code == 400

@@ -68,6 +68,9 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
             "The body must be valid JSON."
         )
         param = None
+    elif param is None and kind in ("model_attributes_type", "dict_type"):
+        # The body was not a JSON object: a JSON array, or a form/text body (curl -d without -H).
+        message = "The request body must be a JSON object, sent with 'Content-Type: application/json'."
     elif kind == "missing":
         message = f"Missing required parameter: '{param}'."
     elif param:
@@ -86,12 +89,13 @@ _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 def _names(loc: Any) -> list[str]:
     """The client's path to a value, without pydantic's union-member tags: 'str', 'list[...]', and
-    the discriminator of a part shaped {"type": "image_file", "image_file": {…}} (the tag repeats)."""
+    the discriminator of a part shaped {"type": "image_file", "image_file": {…}} (the tag repeats).
+    The first name is always the client's own ('include[]')."""
     path = [str(p) for p in loc if p not in _WHERE]
     return [
         p
         for i, p in enumerate(path)
-        if not (p in _TYPE_TAGS or "[" in p or p[:1].isupper() or path[i + 1 : i + 2] == [p])
+        if i == 0 or not (p in _TYPE_TAGS or "[" in p or p[:1].isupper() or path[i + 1 : i + 2] == [p])
     ]
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
 from agentbox.api import sse, wire
@@ -34,6 +34,17 @@ RUN_OR_EVENTS: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
+
+# The one value OpenAI defines; agentbox has no file_search, so it adds nothing to the answer, but
+# anything else is a client mistake worth naming.
+StepInclude = Literal["step_details.tool_calls[*].file_search.results[*].content"]
+
+
+def _step_includes(include: Annotated[list[StepInclude] | None, Query(alias="include[]")] = None) -> None:
+    return None
+
+
+INCLUDES = [Depends(_step_includes)]
 
 # openai-python's poller honours this header; without it it sleeps a full second between polls.
 POLL_AFTER_MS = "100"
@@ -82,7 +93,7 @@ def _answer(run: RunRecord, response: Response) -> wire.RunObject:
     return wire.run_object(run)
 
 
-@router.post("/threads/{thread_id}/runs", response_model=None, responses=RUN_OR_EVENTS)
+@router.post("/threads/{thread_id}/runs", response_model=None, responses=RUN_OR_EVENTS, dependencies=INCLUDES)
 async def create_run(
     store: StoreDep, engine: EngineDep, response: Response, thread_id: str, body: CreateRun
 ) -> wire.RunObject | StreamingResponse:
@@ -144,7 +155,7 @@ async def cancel_run(engine: EngineDep, thread_id: str, run_id: str) -> wire.Run
     return wire.run_object(await engine.cancel(thread_id, run_id))
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/steps")
+@router.get("/threads/{thread_id}/runs/{run_id}/steps", dependencies=INCLUDES)
 async def list_steps(
     store: StoreDep, thread_id: str, run_id: str, page: ListDep
 ) -> wire.ListObject[wire.StepObject]:
@@ -155,7 +166,7 @@ async def list_steps(
     return wire.list_object(found, wire.step_object)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
+@router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}", dependencies=INCLUDES)
 async def retrieve_step(store: StoreDep, thread_id: str, run_id: str, step_id: str) -> wire.StepObject:
     await store.get(RunRecord, run_id, thread_id=thread_id)
     return wire.step_object(await store.get(StepRecord, step_id, run_id=run_id))
