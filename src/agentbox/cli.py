@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
 
 from agentbox.app import build_app
 from agentbox.config import Settings
@@ -49,6 +50,11 @@ def _tls_files(args: argparse.Namespace, settings: Settings) -> TlsFiles | None:
 def serve(args: argparse.Namespace) -> int:
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    refusal = SessionManager(settings.sandbox_config()).refusal()
+    if refusal:
+        print(f"agentbox: {refusal}", file=sys.stderr)
+        print("agentbox: AGENTBOX_ALLOW_WEAK_SANDBOX=1 starts it anyway, weaker.", file=sys.stderr)
+        return 1
     keys = _api_keys(settings)
     tls = _tls_files(args, settings)
     # Bind first so port 0 works and the readiness line can name the real port.
@@ -114,7 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve" and (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
-    result: int = args.handler(args)
+    try:
+        result: int = args.handler(args)
+    except ValidationError as exc:  # a bad AGENTBOX_* value (environment or .env): say which, no traceback
+        for error in exc.errors():
+            name = "AGENTBOX_" + "_".join(str(p) for p in error["loc"]).upper()
+            print(f"agentbox: {name}={error.get('input')!r} is not valid: {error['msg']}", file=sys.stderr)
+        return 2
     return result
 
 

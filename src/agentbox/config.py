@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     session_disk_mb: int = Field(512, description="Size of each session's /mnt/data.")
     session_memory_mb: int = Field(1024, description="Memory limit of one session (hard cgroup limit).")
     session_pids_max: int = Field(256, description="Processes and threads one session may have.")
-    session_cpus: float | None = Field(None, description="CPU quota of one session in cores (none: no cap).")
+    # One core by default: one busy session must not starve every other session and the server.
+    session_cpus: float = Field(1.0, ge=0, description="CPU quota of one session in cores (0: no cap).")
     session_nofile: int = Field(1024, description="Open files one session process may have.")
     session_tmp_mb: int = Field(256, description="Size of each session's /tmp.")
     session_inodes: int = Field(
@@ -86,7 +87,7 @@ class Settings(BaseSettings):
             session_disk_mb=self.session_disk_mb,
             memory_mb=self.session_memory_mb,
             pids_max=self.session_pids_max,
-            cpus=self.session_cpus,
+            cpus=self.session_cpus or None,
             nofile=self.session_nofile,
             tmp_size_mb=self.session_tmp_mb,
             session_inodes=self.session_inodes,

@@ -98,17 +98,27 @@ class SessionManager:
 
         Raises SandboxUnavailable with a sentence when the full sandbox cannot run and allow_weak is off.
         """
-        caps = await asyncio.to_thread(isolation.probe, self._backend)
-        reason = isolation.unavailable_reason(caps)
-        weak_possible = caps.backend_ok and (caps.root or self._backend.name == "bubblewrap")
-        if reason and not (self._config.allow_weak and weak_possible):
-            raise SandboxUnavailable(f"The sandbox cannot start: {reason}")
+        caps, refusal = await asyncio.to_thread(self._check_host)
+        if refusal:
+            raise SandboxUnavailable(refusal)
         self._caps = caps
         await asyncio.to_thread(self._prepare_dirs)
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap(), name="agentbox-session-reaper")
         if self._pool_filler is None and self._config.pool_size > 0:
             self._pool_filler = asyncio.create_task(self._fill_pool(), name="agentbox-pool-filler")
+
+    def refusal(self) -> str | None:
+        """Why start() would refuse to run on this host, or None. Blocking (probes the backend)."""
+        return self._check_host()[1]
+
+    def _check_host(self) -> tuple[isolation.HostCapabilities, str | None]:
+        caps = isolation.probe(self._backend)
+        reason = isolation.unavailable_reason(caps)
+        weak_possible = caps.backend_ok and (caps.root or self._backend.name == "bubblewrap")
+        if reason and not (self._config.allow_weak and weak_possible):
+            return caps, f"The sandbox cannot start: {reason}"
+        return caps, None
 
     def _prepare_dirs(self) -> None:
         sessions_dir = self._config.sessions_dir
