@@ -50,6 +50,8 @@ run: setup
 
 test: setup
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy src
 	$(VENV)/bin/pytest
 
 bench: setup

@@ -151,6 +151,32 @@ def test_r5_tmp_fills_with_enospc_not_oom(bombs: Harness) -> None:
     assert not result.oom
 
 
+def test_r19_dev_shm_fills_with_enospc_at_its_size_and_multiprocessing_still_works(bombs: Harness) -> None:
+    # Not in the catalogue: /dev/shm is a second tmpfs user code can write to (bwrap's --dev leaves
+    # it bounded only by the memory limit, so filling it was an OOM kill of the session).
+    code = (
+        "import errno, os\n"
+        "n = 0\n"
+        "try:\n"
+        "    for i in range(16):\n"  # 256 MiB at most, in files under RLIMIT_FSIZE; /dev/shm is 64 MiB
+        "        with open(f'/dev/shm/f{i}', 'wb') as f:\n"
+        "            for _ in range(16): f.write(b'x' * (1 << 20)); f.flush()\n"
+        "        n += 1\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno], n)\n"
+        "for name in os.listdir('/dev/shm'):\n"
+        "    os.remove('/dev/shm/' + name)\n"
+    )
+    result = bombs.run("kept = 1", key="shm")
+    result = bombs.run(code, key="shm")
+    assert result.status is ExecutionStatus.OK and not result.oom, result.logs
+    name, files = result.logs.split()
+    assert name == "ENOSPC"
+    assert int(files) <= 4  # 64 MiB in 16 MiB files
+    pool = "import multiprocessing as mp\nwith mp.Pool(2) as p:\n    print(kept, p.map(abs, [-1, -2, -3]))"
+    assert bombs.run(pool, key="shm").logs.strip() == "1 [1, 2, 3]"
+
+
 def test_r6_data_dir_fills_with_enospc_at_the_quota(bombs: Harness) -> None:
     code = (
         "import errno, os\n"

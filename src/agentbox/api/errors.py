@@ -55,7 +55,7 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     # A value that fits no member of a union fails once per member; the member that got furthest
     # into the value is the one the client meant.
-    first = max(errors, key=lambda e: len(_names(e.get("loc", ()))), default={})
+    first: dict[str, Any] = max(errors, key=lambda e: len(_names(e.get("loc", ()))), default={})
     param = _param(first.get("loc", ()))
     kind = first.get("type", "")
     if kind == "json_invalid":

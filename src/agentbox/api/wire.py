@@ -225,9 +225,9 @@ def message_object(m: MessageRecord) -> MessageObject:
         id=m.id,
         created_at=m.created_at,
         thread_id=m.thread_id,
-        role=m.role,  # type: ignore[arg-type]
+        role=m.role,
         content=m.content,
-        status=m.status,  # type: ignore[arg-type]
+        status=m.status,
         assistant_id=m.assistant_id,
         run_id=m.run_id,
         attachments=m.attachments,
@@ -245,7 +245,7 @@ def run_object(r: RunRecord) -> RunObject:
         created_at=r.created_at,
         thread_id=r.thread_id,
         assistant_id=r.assistant_id,
-        status=r.status.value,  # type: ignore[arg-type]
+        status=r.status.value,
         required_action=r.required_action,
         last_error=LastError(**r.last_error) if r.last_error else None,
         expires_at=r.expires_at if r.status.is_active else None,
@@ -277,8 +277,8 @@ def step_object(s: StepRecord) -> StepObject:
         run_id=s.run_id,
         thread_id=s.thread_id,
         assistant_id=s.assistant_id,
-        type=s.type,  # type: ignore[arg-type]
-        status=s.status,  # type: ignore[arg-type]
+        type=s.type,
+        status=s.status,
         step_details=s.details,
         last_error=LastError(**s.last_error) if s.last_error else None,
         expired_at=None,

@@ -19,9 +19,8 @@ def code_of(arguments: str) -> str:
         parsed = json.loads(arguments)
     except json.JSONDecodeError:
         return arguments
-    if isinstance(parsed, dict) and isinstance(parsed.get("code"), str):
-        return parsed["code"]
-    return arguments
+    code = parsed.get("code") if isinstance(parsed, dict) else None
+    return code if isinstance(code, str) else arguments
 
 
 def partial_code(arguments: str) -> str:

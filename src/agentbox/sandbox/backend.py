@@ -28,6 +28,10 @@ ENV = {
 }
 """The sandbox's whole environment (bwrap adds PWD)."""
 
+SHM_BYTES = 64 << 20
+"""Size of the sandbox's /dev/shm (POSIX shared memory, multiprocessing's semaphores): ENOSPC past it,
+rather than an OOM kill of the session by pages that would otherwise only the memory limit bounds."""
+
 SANDBOX_UID = 1000
 """The uid user code sees inside (the host uid differs per session)."""
 

@@ -15,7 +15,17 @@ import subprocess
 from pathlib import Path
 
 from agentbox.sandbox import seccomp
-from agentbox.sandbox.backend import ENV, GROUP, HOSTS, PASSWD, SANDBOX_UID, Check, Launch, LaunchSpec
+from agentbox.sandbox.backend import (
+    ENV,
+    GROUP,
+    HOSTS,
+    PASSWD,
+    SANDBOX_UID,
+    SHM_BYTES,
+    Check,
+    Launch,
+    LaunchSpec,
+)
 
 INSIDE_DIR = Path(__file__).resolve().parent / "inside"
 SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -148,7 +158,7 @@ def bwrap_args(
     args += [
         "--ro-bind", runtime, "/opt/agentbox/runtime",
         "--ro-bind", inside, "/opt/agentbox/inside",
-        "--proc", "/proc", "--dev", "/dev",
+        "--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
         "--size", str(spec.tmp_bytes), "--tmpfs", "/tmp",
         "--bind", data, "/mnt/data", "--chdir", "/mnt/data",
         "--remount-ro", "/",

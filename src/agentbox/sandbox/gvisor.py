@@ -22,7 +22,17 @@ from typing import Any
 
 from agentbox.errors import SandboxUnavailable
 from agentbox.sandbox import seccomp
-from agentbox.sandbox.backend import ENV, GROUP, HOSTS, PASSWD, SANDBOX_UID, Check, Launch, LaunchSpec
+from agentbox.sandbox.backend import (
+    ENV,
+    GROUP,
+    HOSTS,
+    PASSWD,
+    SANDBOX_UID,
+    SHM_BYTES,
+    Check,
+    Launch,
+    LaunchSpec,
+)
 from agentbox.sandbox.bubblewrap import INSIDE_DIR, SEARCH_PATH
 
 HOST_TASKS_PER_PROCESS = 8
@@ -183,7 +193,7 @@ def _config(spec: LaunchSpec, extra_mounts: list[dict[str, Any]]) -> dict[str, A
                 "destination": "/dev/shm",
                 "type": "tmpfs",
                 "source": "shm",
-                "options": ["nosuid", "nodev", "noexec", "mode=1777", "size=65536k"],
+                "options": ["nosuid", "nodev", "noexec", "mode=1777", f"size={SHM_BYTES}"],
             },
             {
                 "destination": "/tmp",
