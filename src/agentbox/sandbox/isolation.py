@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 
 from agentbox.sandbox import cgroups, seccomp
-from agentbox.sandbox.backend import Backend, Check
+from agentbox.sandbox.backend import SHM_BYTES, Backend, Check
 from agentbox.sandbox.config import SandboxConfig
 
 SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -93,7 +93,7 @@ def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
         ("process limit", limits, f"{config.pids_max} processes+threads (pids.max / RLIMIT_NPROC)"),
         ("cpu limit", limits or config.cpus is None, cpus),
         ("kill path", limits, "freezer FROZEN, SIGKILL every pid in the session cgroup, THAWED"),
-        ("/tmp size", True, f"{config.tmp_size_mb} MiB tmpfs"),
+        ("/tmp size", True, f"{config.tmp_size_mb} MiB tmpfs; /dev/shm {SHM_BYTES >> 20} MiB"),
         ("open files", True, f"RLIMIT_NOFILE {config.nofile}"),
         ("file size", True, f"RLIMIT_FSIZE {config.session_disk_mb} MiB"),
         ("output cap", True, f"{config.output_limit_bytes} bytes of stdout+stderr per cell, then a marker"),
