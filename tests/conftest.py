@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import openai
 import pytest
 
 from tests.live_server import LiveServer
@@ -53,6 +55,21 @@ def live_server(
     ).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def http(live_server: LiveServer) -> Iterator[httpx.Client]:
+    """Plain HTTP to the live server's /v1 with the test key, for what an SDK would not send."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=live_server.base_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
+    """The real openai SDK against the live server; no retries, so every error shows."""
+    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
+        yield client
 
 
 RETAINED_RUNS = 3  # pytest keeps the temp dirs of its last three runs and deletes older ones

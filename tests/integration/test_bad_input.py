@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -12,19 +11,6 @@ import pytest
 from tests.conftest import API_KEY
 from tests.live_server import LiveServer
 from tests.scripted_model import Code, ScriptedModel, Text
-
-
-@pytest.fixture
-def http(live_server: LiveServer) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=live_server.base_url, headers=headers, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
-        yield client
 
 
 def error_of(response: httpx.Response) -> dict[str, object]:

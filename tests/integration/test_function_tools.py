@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import openai
 import pytest
 
-from tests.conftest import API_KEY
-from tests.live_server import LiveServer
 from tests.scripted_model import Code, Messages, ScriptedModel, Text, last_tool_output
 
 WEATHER = {
@@ -20,12 +17,6 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-@pytest.fixture
-def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
-        yield client
 
 
 def report(messages: Messages) -> Text:

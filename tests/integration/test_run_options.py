@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import openai
 import pytest
@@ -11,12 +9,6 @@ import pytest
 from tests.conftest import API_KEY
 from tests.live_server import LiveServer
 from tests.scripted_model import Code, ScriptedModel, Text
-
-
-@pytest.fixture
-def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
-        yield client
 
 
 def run_once(

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
-import pytest
 
-from tests.conftest import API_KEY
-from tests.live_server import LiveServer
 from tests.scripted_model import Code, Messages, ScriptedModel, Text, last_tool_output
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -54,12 +50,6 @@ def answer_with_total(messages: Messages) -> Text:
         f"The TRANSPORTATION sector's operating profit totals {total}. "
         "[Download the bar chart](sandbox:/mnt/data/transportation_operating_profit.png)"
     )
-
-
-@pytest.fixture
-def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
-        yield client
 
 
 def test_seed_scenario(client: openai.OpenAI, scripted_model: ScriptedModel, quarterly_csv: Path) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import openai
-import pytest
 from openai import AssistantEventHandler
 from typing_extensions import override
 
@@ -15,12 +12,6 @@ from tests.live_server import LiveServer
 from tests.scripted_model import Code, ScriptedModel, Text, last_tool_output
 
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nprint('plotted')\nplt.show()"
-
-
-@pytest.fixture
-def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
-        yield client
 
 
 class Recorder(AssistantEventHandler):

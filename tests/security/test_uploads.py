@@ -8,26 +8,16 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import API_KEY
-from tests.live_server import LiveServer
 from tests.scripted_model import Code, ScriptedModel, Text
 
 pytestmark = pytest.mark.slow
 
 BOUNDARY = "agentbox-hostile-names"
-
-
-@pytest.fixture
-def http(live_server: LiveServer) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=live_server.base_url, headers=headers, timeout=30) as client:
-        yield client
 
 
 def upload_raw(http: httpx.Client, filename: bytes, content: bytes) -> httpx.Response:
@@ -57,25 +47,24 @@ def refused_upload(http: httpx.Client, filename: bytes) -> dict[str, object]:
 
 
 def listing_of_mnt_data(
-    live_server: LiveServer, scripted_model: ScriptedModel, file_ids: list[str], code: str
+    client: openai.OpenAI, scripted_model: ScriptedModel, file_ids: list[str], code: str
 ) -> str:
     """What `code` printed in a new thread's session holding these files."""
-    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
-        assistant = client.beta.assistants.create(
-            model="m",
-            tools=[{"type": "code_interpreter"}],
-            tool_resources={"code_interpreter": {"file_ids": file_ids}},
-        )
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": "list"}])
-        scripted_model.script(Code(code), Text("listed"))
-        run = client.beta.threads.runs.create_and_poll(
-            thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-        )
-        assert run.status == "completed", run.last_error
-        steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc")
-        details = steps.data[0].step_details
-        assert details.type == "tool_calls"
-        return "".join(o.logs for o in details.tool_calls[0].code_interpreter.outputs if o.type == "logs")
+    assistant = client.beta.assistants.create(
+        model="m",
+        tools=[{"type": "code_interpreter"}],
+        tool_resources={"code_interpreter": {"file_ids": file_ids}},
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "list"}])
+    scripted_model.script(Code(code), Text("listed"))
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "completed", run.last_error
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc")
+    details = steps.data[0].step_details
+    assert details.type == "tool_calls"
+    return "".join(o.logs for o in details.tool_calls[0].code_interpreter.outputs if o.type == "logs")
 
 
 LIST_AND_PROBE = (
@@ -87,7 +76,7 @@ LIST_AND_PROBE = (
 
 
 def test_f4_path_names_are_reduced_to_their_basename_and_land_in_mnt_data_only(
-    http: httpx.Client, live_server: LiveServer, scripted_model: ScriptedModel
+    http: httpx.Client, client: openai.OpenAI, scripted_model: ScriptedModel
 ) -> None:
     dotted = upload_raw(http, b"../x.csv", b"dotted")
     absolute = upload_raw(http, b"/etc/x.csv", b"absolute")
@@ -97,7 +86,7 @@ def test_f4_path_names_are_reduced_to_their_basename_and_land_in_mnt_data_only(
 
     printed = json.loads(
         listing_of_mnt_data(
-            live_server, scripted_model, [dotted.json()["id"], absolute.json()["id"], windows.json()["id"]],
+            client, scripted_model, [dotted.json()["id"], absolute.json()["id"], windows.json()["id"]],
             LIST_AND_PROBE,
         )
     )  # fmt: skip
@@ -151,7 +140,7 @@ def test_f5_control_and_bidi_characters_are_refused(
 
 
 def test_f5_unicode_twins_are_stored_nfc_and_collide_deterministically(
-    http: httpx.Client, live_server: LiveServer, scripted_model: ScriptedModel
+    http: httpx.Client, client: openai.OpenAI, scripted_model: ScriptedModel
 ) -> None:
     nfd = upload_raw(http, "caf\u0065\u0301.csv".encode(), b"decomposed")
     nfc = upload_raw(http, "caf\u00e9.csv".encode(), b"composed")
@@ -165,7 +154,7 @@ def test_f5_unicode_twins_are_stored_nfc_and_collide_deterministically(
 
     ids = [r.json()["id"] for r in responses]
     for order in (ids, [ids[1], ids[0], *ids[2:]]):
-        printed = json.loads(listing_of_mnt_data(live_server, scripted_model, order, LIST_AND_PROBE))
+        printed = json.loads(listing_of_mnt_data(client, scripted_model, order, LIST_AND_PROBE))
         first, second = ("decomposed", "composed") if order is ids else ("composed", "decomposed")
         # The first attached keeps the name; the twin gets " (2)" — the same every time.
         assert printed["contents"] == {
