@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description="Sandboxes kept started ahead for new threads (kernel up, libraries imported); "
         "default: one per CPU core.",
     )
+    fork_server: bool = Field(
+        True,
+        description="bubblewrap: fork each session's kernel from one process that imported numpy, pandas "
+        "and matplotlib once (fast starts, shared memory); off: every kernel starts its own Python.",
+    )
     run_expires_s: int = Field(600, description="A run not finished this long after creation ends expired.")
     sandbox_runtime: Path = Field(
         Path(".runtime"), description="The sandbox's Python environment (built by make setup)."
@@ -96,4 +101,5 @@ class Settings(BaseSettings):
             backend=self.sandbox,
             pool_size=self.pool_size if self.pool_size is not None else (os.cpu_count() or 1),
             allow_weak=self.allow_weak_sandbox,
+            fork_server=self.fork_server,
         )

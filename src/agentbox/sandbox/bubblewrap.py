@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from agentbox.sandbox import seccomp
@@ -56,7 +57,9 @@ class Bubblewrap:
     def host_pids_max(self, pids_max: int) -> int:
         return pids_max
 
-    def prepare(self, spec: LaunchSpec, strong: bool) -> Launch:
+    def prepare(self, spec: LaunchSpec, strong: bool, command: Sequence[str] = ()) -> Launch:
+        """As Backend.prepare; `command` replaces the executor (the fork server's stub)."""
+        command = list(command) or spec.executor_args
         launch = Launch([])
         arch = seccomp.host_arch()
         seccomp_fd = None
@@ -74,6 +77,7 @@ class Bubblewrap:
                 *_prlimit(spec),
                 *bwrap_args(spec, f"{stage}/runtime", f"{stage}/inside", f"{stage}/data", f"{stage}/etc",
                             seccomp_fd),
+                *command,
             ]  # fmt: skip
         else:
             # Not root (allow_weak only): bwrap straight from our uid, no staging or uid switch.
@@ -82,6 +86,7 @@ class Bubblewrap:
                 *bwrap_args(
                     spec, str(spec.runtime_dir), str(INSIDE_DIR), str(spec.data_dir), None, seccomp_fd
                 ),
+                *command,
             ]
         return launch
 
@@ -165,4 +170,4 @@ def bwrap_args(
     ]  # fmt: skip
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
-    return args + spec.executor_args
+    return args

@@ -14,6 +14,7 @@ import errno
 import os
 import signal
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -63,11 +64,12 @@ class SessionCgroup:
             pass
         return 0
 
-    def kill(self, spare: int | None = None) -> None:
+    def kill(self, spare: Collection[int] = ()) -> None:
         """SIGKILL every process of the session but `spare` and wait until none other is left.
 
-        Sparing the outer bwrap lets it reap the namespace's pid 1; killed together, that pid 1 may
-        be reparented to a host init that never reaps it and linger as a zombie.
+        Sparing the outer bwrap lets it reap the namespace's pid 1, and sparing a forked kernel's
+        parent lets it reap the kernel (which pid 1 waits for); killed together, they may be
+        reparented to a host init that never reaps them and linger as zombies.
         """
         freezer = self.dirs["freezer"] / "freezer.state"
         frozen = _try_write(freezer, "FROZEN")
@@ -77,7 +79,7 @@ class SessionCgroup:
             for directory in self.dirs.values():
                 with contextlib.suppress(OSError):
                     members.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
-            members.discard(spare if spare is not None else -1)
+            members.difference_update(spare)
             for pid in members:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -113,12 +115,13 @@ def sweep(group: str) -> int:
             names.update(p.name for p in parent.iterdir() if p.is_dir())
     for name in names:
         cg = SessionCgroup(group, name)
-        # Spare each tree's top (the outer bwrap) first so it reaps the namespace's pid 1, then the rest.
+        # Spare each tree's top (the outer bwrap, a forked kernel's parent) first so they reap the
+        # namespace's pid 1 and the kernel, then the rest.
         pids = set(cg.pids())
         tops = [pid for pid in pids if _parent(pid) not in pids]
-        if len(tops) == 1:
-            cg.kill(spare=tops[0])
-            _wait_gone(tops[0])
+        cg.kill(spare=tops)
+        for top in tops:
+            _wait_gone(top)
         cg.kill()
         cg.remove()
     return len(names)

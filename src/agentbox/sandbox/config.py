@@ -41,6 +41,8 @@ class SandboxConfig:
     """Sandboxes started at the same time (0: one per CPU core); more starts wait their turn."""
     stage_dir: Path = Path("/run/agentbox-stage")
     """An empty host directory each kernel's private mount namespace covers with its staging tmpfs."""
+    fork_server: bool = True
+    """bubblewrap, strong mode: fork each kernel from a template that imported the libraries once."""
     backend: str = "bubblewrap"
     """"bubblewrap" (default) or "gvisor" (runsc run with an OCI bundle)."""
     nofile: int = 1024

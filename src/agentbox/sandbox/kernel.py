@@ -29,6 +29,7 @@ from agentbox.sandbox.inside import frames
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 READ_CHUNK = 1 << 16
+SPAWN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 STDERR_KEEP = 4096
 REAP_WAIT_S = 2.0
 
@@ -58,18 +59,30 @@ class Reply:
 
 
 class Kernel:
+    """The protocol over `reader`/`writer`, diagnostics on `errors`; `proc` is the sandbox's outermost
+    process (the kill path spares it so it reaps its namespace's pid 1). Started either as that
+    process's own stdio (Kernel.start) or on pipes a forked kernel holds (forkserver.py); then
+    the kernel's parent (set_waiter) is spared too, reaps it and sends its exit status as a frame."""
+
     def __init__(
         self,
         proc: asyncio.subprocess.Process,
+        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader],
         max_images: int,
-        kill_tree: Callable[[int], Awaitable[bool]],
+        kill_tree: Callable[[tuple[int, ...]], Awaitable[bool]],
+        transports: tuple[asyncio.BaseTransport, ...] = (),
     ) -> None:
         self._proc = proc
+        self._reader, self._writer, self._errors = streams
+        self._transports = transports  # pipes of our own, closed with the kernel
         self._decoder = frames.Decoder()
         self._max_images = max_images
-        self._kill_tree = kill_tree  # kills the session's processes but the given pid; True after an OOM kill
+        # Kills the session's processes but the given pids; True after an OOM kill.
+        self._kill_tree = kill_tree
+        self._spare: tuple[int, ...] = (proc.pid,)
         self._next_id = 0
         self._images: list[bytes] = []
+        self._exit: dict[str, Any] | None = None
         self.pid = proc.pid
 
     @classmethod
@@ -79,7 +92,7 @@ class Kernel:
         *,
         max_images: int,
         start_timeout_s: float,
-        kill_tree: Callable[[int], Awaitable[bool]],
+        kill_tree: Callable[[tuple[int, ...]], Awaitable[bool]],
         pass_fds: tuple[int, ...] = (),
     ) -> Kernel:
         """Spawn the sandbox and wait for the executor's hello; SandboxUnavailable if it never comes."""
@@ -90,28 +103,37 @@ class Kernel:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},  # never the server's own environment
+                env=SPAWN_ENV,  # never the server's own environment
                 limit=frames.MAX_FRAME,
                 pass_fds=pass_fds,
             )
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start the sandbox ({argv[0]}): {exc.strerror}") from exc
-        kernel = cls(proc, max_images, kill_tree)
+        assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
+        kernel = cls(proc, (proc.stdout, proc.stdin, proc.stderr), max_images, kill_tree)
+        await kernel.wait_hello(start_timeout_s)
+        return kernel
+
+    def set_waiter(self, pid: int) -> None:
+        """A forked kernel's parent: spared by the kill path so that it reaps the kernel."""
+        self._spare = (self._proc.pid, pid)
+
+    async def wait_hello(self, timeout_s: float) -> None:
+        """The executor's greeting, or SandboxUnavailable (with its diagnostics) and the sandbox killed."""
         try:
-            async with asyncio.timeout(start_timeout_s):
-                hello = await kernel._next_frame()
+            async with asyncio.timeout(timeout_s):
+                hello = await self._next_frame()
         except (TimeoutError, KernelGone, ProtocolError) as exc:
-            detail = await kernel._stderr_tail()
-            await kernel.kill()
+            detail = await self.stderr_tail()
+            await self.kill()
             raise SandboxUnavailable(f"the sandbox did not start: {detail or exc}") from exc
         if hello.get("op") != "hello" or hello.get("version") != frames.PROTOCOL_VERSION:
-            await kernel.kill()
+            await self.kill()
             raise ProtocolError(f"the executor greeted with {hello.get('op')!r} v{hello.get('version')!r}")
-        return kernel
 
     @property
     def alive(self) -> bool:
-        return self._proc.returncode is None
+        return self._proc.returncode is None and self._exit is None
 
     async def run(self, code: str, timeout_s: float, grace_s: float) -> Reply:
         """Run one cell under the ladder; raises KernelGone when the session had to die."""
@@ -168,7 +190,7 @@ class Kernel:
 
     async def kill(self) -> bool:
         """Kill every process of the session and reap ours; True when an OOM kill had happened."""
-        oom = await self._kill_tree(self._proc.pid)
+        oom = await self._kill_tree(self._spare)
         # The outer bwrap now reaps the namespace's pid 1 and exits; only if it does not, shoot it.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(REAP_WAIT_S):
@@ -177,8 +199,13 @@ class Kernel:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             await self._proc.wait()
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
+        if len(self._spare) > 1:
+            # pid 1 exited only once the kernel was reaped, so its parent has done its job: the
+            # session's processes end here, all of them, not a moment later.
+            oom = await self._kill_tree(()) or oom
+        self._writer.close()
+        for transport in self._transports:
+            transport.close()
         return oom
 
     async def _collect(self, request_id: int) -> Reply:
@@ -223,36 +250,31 @@ class Kernel:
 
     async def _send(self, obj: dict[str, Any]) -> None:
         data = frames.encode(obj)
-        stdin = self._proc.stdin
-        assert stdin is not None
         try:
-            stdin.write(data)
-            await stdin.drain()
+            self._writer.write(data)
+            await self._writer.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise await self._gone() from exc
 
     async def _next_frame(self) -> dict[str, Any]:
-        stdout = self._proc.stdout
-        assert stdout is not None
         while True:
             try:
                 frame = self._decoder.next_frame()
             except frames.FrameError as exc:
                 await self.kill()
                 raise ProtocolError(f"the executor broke the frame protocol: {exc}") from exc
+            if frame is not None and frame.get("op") == "exit":
+                self._exit = frame  # a forked kernel's end, told by the process that waited for it
+                raise await self._gone()
             if frame is not None:
                 return frame
-            data = await stdout.read(READ_CHUNK)  # cancellation-safe: nothing is consumed half-way
+            data = await self._reader.read(READ_CHUNK)  # cancellation-safe: nothing is consumed half-way
             if not data:
                 raise await self._gone()
             self._decoder.feed(data)
 
     async def _gone(self) -> KernelGone:
-        # Let it finish dying on its own first, so the exit status is the real one, not our SIGKILL.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await self._proc.wait()
-        code = self._proc.returncode
+        code = await self._exit_code()
         if await self.kill():
             return KernelGone(OOM_MESSAGE, oom=True)
         if code is not None and code > 128:  # bwrap reports a child killed by signal N as 128+N
@@ -265,13 +287,34 @@ class Kernel:
             f"The session was killed: {why}; variables were lost, files in /mnt/data were kept."
         )
 
-    async def _stderr_tail(self) -> str:
-        stderr = self._proc.stderr
-        if stderr is None:
-            return ""
+    async def _exit_code(self) -> int | None:
+        """The kernel's exit status, in bwrap's convention (128+N for signal N); None if unknown."""
+        if self._transports:  # forked: the stub lives on; the kernel's waiter reports, then closes the pipe
+            if self._exit is None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        while self._exit is None and (data := await self._reader.read(READ_CHUNK)):
+                            self._decoder.feed(data)
+                            with contextlib.suppress(frames.FrameError):
+                                while (frame := self._decoder.next_frame()) is not None:
+                                    if frame.get("op") == "exit":
+                                        self._exit = frame
+            exit_frame = self._exit or {}
+            number = exit_frame.get("signal")
+            if isinstance(number, int):
+                return 128 + number
+            code = exit_frame.get("code")
+            return code if isinstance(code, int) else None
+        # Let it finish dying on its own first, so the exit status is the real one, not our SIGKILL.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._proc.wait()
+        return self._proc.returncode
+
+    async def stderr_tail(self) -> str:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.5):
-                data = await stderr.read(STDERR_KEEP)
+                data = await self._errors.read(STDERR_KEEP)
                 return data.decode("utf-8", "replace").strip()
         return ""
 

@@ -32,6 +32,7 @@ from agentbox.sandbox.backend import Backend, LaunchSpec
 from agentbox.sandbox.bubblewrap import Bubblewrap
 from agentbox.sandbox.config import SandboxConfig
 from agentbox.sandbox.execution import Execution, ExecutionStatus, InputFile
+from agentbox.sandbox.forkserver import STUB, ForkServer
 from agentbox.sandbox.gvisor import GVisor
 from agentbox.sandbox.kernel import Kernel, KernelGone, Reply
 
@@ -91,6 +92,7 @@ class SessionManager:
         self._pool_filler: asyncio.Task[None] | None = None
         self._pool_wake = asyncio.Event()
         self._starting = asyncio.Semaphore(config.concurrent_starts or os.cpu_count() or 1)
+        self._forkserver: ForkServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -103,6 +105,15 @@ class SessionManager:
             raise SandboxUnavailable(refusal)
         self._caps = caps
         await asyncio.to_thread(self._prepare_dirs)
+        if (
+            self._forkserver is None
+            and self._strong
+            and self._config.fork_server
+            and isinstance(self._backend, Bubblewrap)
+        ):
+            forkserver = ForkServer(self._config.runtime_dir.resolve(), self._config.start_timeout_s)
+            await forkserver.start()
+            self._forkserver = forkserver
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap(), name="agentbox-session-reaper")
         if self._pool_filler is None and self._config.pool_size > 0:
@@ -144,6 +155,9 @@ class SessionManager:
         pooled, self._pool = self._pool, []
         await asyncio.gather(*(self._teardown(session) for session in pooled))
         await asyncio.gather(*(self.close(key) for key in list(self._sessions)))
+        if self._forkserver is not None:
+            await self._forkserver.aclose()
+            self._forkserver = None
         if self._strong:
             await asyncio.to_thread(cgroups.remove_group, self._cgroup_group)
             await asyncio.to_thread(self._backend.sweep)
@@ -337,27 +351,36 @@ class SessionManager:
             max_images=cfg.max_images_per_cell,
         )
         backend = self._backend
-        launch = await asyncio.to_thread(backend.prepare, spec, self._strong)
+        forkserver = self._forkserver
+        if forkserver is not None and isinstance(backend, Bubblewrap):
+            launch = await asyncio.to_thread(backend.prepare, spec, self._strong, STUB)
+        else:
+            launch = await asyncio.to_thread(backend.prepare, spec, self._strong)
         oom_baseline = await asyncio.to_thread(session.cgroup.oom_kills) if session.cgroup else 0
 
-        async def kill_tree(outer: int) -> bool:
+        async def kill_tree(spare: tuple[int, ...]) -> bool:
             cg = session.cgroup
             if cg is None:  # weak mode: the process group and bwrap's pid namespace are all we have
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(outer, signal.SIGKILL)
+                    os.killpg(spare[0], signal.SIGKILL)
                 return False
-            await asyncio.to_thread(cg.kill, outer if backend.spare_outer else None)
+            await asyncio.to_thread(cg.kill, spare if backend.spare_outer else ())
             await asyncio.to_thread(backend.release, spec)
             return await asyncio.to_thread(cg.oom_kills) > oom_baseline
 
         try:
-            kernel = await Kernel.start(
-                launch.argv,
-                max_images=cfg.max_images_per_cell,
-                start_timeout_s=cfg.start_timeout_s,
-                kill_tree=kill_tree,
-                pass_fds=launch.pass_fds,
-            )
+            if forkserver is not None:
+                kernel = await forkserver.start_kernel(
+                    spec, launch, start_timeout_s=cfg.start_timeout_s, kill_tree=kill_tree
+                )
+            else:
+                kernel = await Kernel.start(
+                    launch.argv,
+                    max_images=cfg.max_images_per_cell,
+                    start_timeout_s=cfg.start_timeout_s,
+                    kill_tree=kill_tree,
+                    pass_fds=launch.pass_fds,
+                )
         finally:
             launch.close()
         restarted = session.kernels_started > 0

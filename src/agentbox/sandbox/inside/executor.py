@@ -1,7 +1,8 @@
 """The executor: a persistent Python kernel that runs cells sent as frames (runs INSIDE the sandbox).
 
-Started as `python3 -E -s /opt/agentbox/inside/executor.py OUTPUT_LIMIT MAX_IMAGES` with the protocol
-on fds 0/1. Synchronous and stdlib-only (plus whatever the runtime offers, imported if present).
+Started as `python3 -E -s /opt/agentbox/inside/executor.py OUTPUT_LIMIT MAX_IMAGES` (gVisor), or
+forked from the template (forkserver.py), which calls serve(); either way with the protocol on
+fds 0/1. Synchronous and stdlib-only (plus whatever the runtime offers, imported if present).
 
 Threads:  main      runs cells, one at a time, in one globals dict
           requests  reads frames from the server; an interrupt becomes a real SIGINT at once
@@ -144,17 +145,9 @@ class Kernel:
     # --- set-up -----------------------------------------------------------------------------
     def preimport(self) -> None:
         """Import the heavy libraries before hello so the first cell does not pay for them."""
-        for name in ("numpy", "pandas"):
-            with contextlib.suppress(ImportError):
-                __import__(name)
-        try:
-            matplotlib = importlib.import_module("matplotlib")
-            matplotlib.use("Agg")
-            plt = importlib.import_module("matplotlib.pyplot")
-        except ImportError:
+        plt = preimport()
+        if plt is None:
             return
-        # Resolve the backend now: pyplot's lazy switch would later overwrite our show().
-        plt.switch_backend("Agg")
         self._pyplot = plt
         kernel = self
 
@@ -248,6 +241,22 @@ class Kernel:
             plt.close(fig)
 
 
+def preimport() -> Any:
+    """Import numpy, pandas and matplotlib (Agg) where the runtime has them; pyplot or None."""
+    for name in ("numpy", "pandas"):
+        with contextlib.suppress(ImportError):
+            __import__(name)
+    try:
+        matplotlib = importlib.import_module("matplotlib")
+        matplotlib.use("Agg")
+        plt = importlib.import_module("matplotlib.pyplot")
+    except ImportError:
+        return None
+    # Resolve the backend now: pyplot's lazy switch would later overwrite our show().
+    plt.switch_backend("Agg")
+    return plt
+
+
 def _exit_status(code: object) -> int:
     if code is None:
         return 0
@@ -293,7 +302,7 @@ def _read_requests(fd: int, kernel: Kernel, channel: Channel, cells: queue.Queue
     os._exit(0)
 
 
-def _move_fds() -> tuple[int, int, Capture]:
+def _move_fds(output_limit: int) -> tuple[int, int, Capture]:
     """Move the protocol off 0/1, point 0 at /dev/null and 1/2 at the capture pipe."""
     proto_in = os.dup(0)
     proto_out = os.dup(1)
@@ -305,11 +314,7 @@ def _move_fds() -> tuple[int, int, Capture]:
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 1)
     os.dup2(write_fd, 2)  # one pipe for both: stdout and stderr interleave as produced
-    return proto_in, proto_out, Capture(read_fd, write_fd, _output_limit())
-
-
-def _output_limit() -> int:
-    return int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    return proto_in, proto_out, Capture(read_fd, write_fd, output_limit)
 
 
 def _text_stream(fd: int) -> io.TextIOWrapper:
@@ -319,8 +324,9 @@ def _text_stream(fd: int) -> io.TextIOWrapper:
     )
 
 
-def main() -> None:
-    proto_in, proto_out, capture = _move_fds()
+def serve(output_limit: int, max_images: int) -> None:
+    """Serve the protocol on fds 0/1 (fd 2: the server's diagnostics pipe) until the server goes."""
+    proto_in, proto_out, capture = _move_fds(output_limit)
     # The originals too: libraries that restore sys.__stdout__ must land on the capture pipe.
     for name, stream in (("stdout", _text_stream(1)), ("stderr", _text_stream(2))):
         setattr(sys, name, stream)
@@ -328,7 +334,6 @@ def main() -> None:
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the process
     capture.start()
     channel = Channel(proto_out)
-    max_images = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     kernel = Kernel(channel, capture, max_images)
     kernel.preimport()
     signal.signal(signal.SIGINT, kernel.on_sigint)
@@ -346,6 +351,12 @@ def main() -> None:
         if not isinstance(request_id, int) or not isinstance(code, str):
             continue
         kernel.run(request_id, code)
+
+
+def main() -> None:
+    output_limit = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    max_images = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    serve(output_limit, max_images)
 
 
 if __name__ == "__main__":
