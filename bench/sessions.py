@@ -182,7 +182,8 @@ async def measure(
     label = f" [{backend or 'bubblewrap'}]"
     options: dict[str, object] = {"backend": backend} if backend else {}
     figures: list[Figure] = []
-    # Without a pool: every new session starts its sandbox and imports the libraries on demand.
+    # Without a pool: every new session starts its sandbox (and, for bubblewrap, forks its kernel
+    # from the template) on demand.
     cold = manager(sessions_dir / "cold", runtime, **options)
     await cold.start()
     try:
@@ -192,8 +193,32 @@ async def measure(
                 ms(await first_output(cold, 2 if quick else 8)),
             )
         )
+        template = cold.template_pid()
+        if template is not None:
+            uss, pss = memory_of([template])
+            figures.append(
+                Figure.of("template process USS (shared by every session)" + label, [uss / 2**20], "MB")
+            )
+            figures.append(Figure.of("template process PSS" + label, [pss / 2**20], "MB"))
     finally:
         await cold.aclose()
+    if not backend or backend == "bubblewrap":
+        # The baseline of the fork server, in the same run: each kernel a Python of its own that
+        # imports the libraries itself (what gVisor still does).
+        exec_kernels = manager(sessions_dir / "exec", runtime, fork_server=False, **options)
+        await exec_kernels.start()
+        try:
+            figures.append(
+                Figure.of(
+                    "baseline: new session, no pool, no fork server → first print(1)" + label,
+                    ms(await first_output(exec_kernels, 2 if quick else 6)),
+                )
+            )
+            uss, pss = await idle_memory(exec_kernels, 2 if quick else 4, sessions_dir / "exec")
+            figures.append(Figure.of("baseline: idle session USS, no fork server" + label, uss, "MB"))
+            figures.append(Figure.of("baseline: idle session PSS, no fork server" + label, pss, "MB"))
+        finally:
+            await exec_kernels.aclose()
     # The timeout ladder with short limits: what each rung costs beyond the time it is due.
     short = manager(
         sessions_dir / "ladder", runtime, exec_timeout_s=LADDER_TIMEOUT_S, interrupt_grace_s=LADDER_GRACE_S,

@@ -16,8 +16,8 @@ from agentbox.sandbox.config import SandboxConfig
 
 SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 TOOLS = {
-    "bubblewrap": ("bwrap", "unshare", "setpriv", "prlimit", "mount", "umount"),
-    "gvisor": ("runsc", "mount", "umount"),
+    "bubblewrap": ("bwrap", "unshare", "setpriv", "prlimit", "mount"),
+    "gvisor": ("runsc",),
 }
 
 
@@ -84,7 +84,7 @@ def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
         ("clean env", True, "env -i before the sandbox; only an allowlist is set inside"),
         (
             "private /mnt/data fs",
-            caps.root and "mount" not in caps.missing_tools,
+            caps.root,
             f"{config.session_disk_mb} MiB tmpfs per session (ENOSPC past it), host path hidden"
             if caps.root
             else "not root: a plain directory without a size limit",

@@ -280,6 +280,10 @@ class SessionManager:
                 continue
             await self._pool_wake.wait()
 
+    def template_pid(self) -> int | None:
+        """The fork server's template process, when kernels are forked (its memory is shared)."""
+        return self._forkserver.pid if self._forkserver is not None else None
+
     def pool_statistics(self) -> dict[str, int]:
         return {"ready": len(self._pool), "target": self._config.pool_size, "live": len(self._sessions)}
 
