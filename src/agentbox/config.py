@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentbox.sandbox.config import SandboxConfig
+from agentbox.sandbox.config import SandboxConfig, default_pool_size
 
 
 class Settings(BaseSettings):
@@ -64,7 +63,8 @@ class Settings(BaseSettings):
     pool_size: int | None = Field(
         None,
         description="Sandboxes kept started ahead for new threads (kernel up, libraries imported); "
-        "default: one per CPU core.",
+        "default: sized to the machine (forked bubblewrap kernels: one per 768 MiB of RAM, 64 at most; "
+        "otherwise one per CPU core).",
     )
     fork_server: bool = Field(
         True,
@@ -99,7 +99,9 @@ class Settings(BaseSettings):
             session_idle_s=self.session_idle_s,
             session_max_s=self.session_max_s,
             backend=self.sandbox,
-            pool_size=self.pool_size if self.pool_size is not None else (os.cpu_count() or 1),
+            pool_size=self.pool_size
+            if self.pool_size is not None
+            else default_pool_size(self.sandbox, self.fork_server),
             allow_weak=self.allow_weak_sandbox,
             fork_server=self.fork_server,
         )

@@ -27,20 +27,21 @@ RANDOM_DRAWS = (
 
 @pytest.fixture(scope="module")
 def forked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    os.environ["AGENTBOX_FORK_CANARY"] = "canary-fork-91c2"  # in the server's environment before the template starts
+    # In the server's environment before the template starts.
+    os.environ["AGENTBOX_FORK_CANARY"] = "canary-fork-91c2"
     try:
         harness = Harness(tmp_path_factory.mktemp("sessions"), backend="bubblewrap", uid_base=1_500_000)
     finally:
         del os.environ["AGENTBOX_FORK_CANARY"]
-    assert harness.manager._forkserver is not None, "bubblewrap kernels are forked by default"
+    assert harness.manager.template_pid() is not None, "bubblewrap kernels are forked by default"
     yield harness
     harness.close()
 
 
 def _template_pid(harness: Harness) -> int:
-    forkserver = harness.manager._forkserver
-    assert forkserver is not None and forkserver.pid is not None
-    return forkserver.pid
+    pid = harness.manager.template_pid()
+    assert pid is not None
+    return pid
 
 
 def _namespaces(pid: int) -> dict[str, str]:

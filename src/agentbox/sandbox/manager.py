@@ -91,6 +91,7 @@ class SessionManager:
         self._pool: list[_Session] = []
         self._pool_filler: asyncio.Task[None] | None = None
         self._pool_wake = asyncio.Event()
+        self._demand_starts = 0  # kernels a caller is waiting for; the pool refills only when none are
         self._starting = asyncio.Semaphore(config.concurrent_starts or os.cpu_count() or 1)
         self._forkserver: ForkServer | None = None
 
@@ -260,12 +261,16 @@ class SessionManager:
         """Keep pool_size sandboxes started ahead; back off when starting one fails."""
         while True:
             self._pool_wake.clear()
+            if self._demand_starts:
+                # A burst outran the pool: its own starts go first, the refill after them.
+                await self._pool_wake.wait()
+                continue
             if len(self._pool) < self._config.pool_size and self._free_slots:
                 try:
                     async with self._registry_lock:
                         session = await self._new_session("")
                     try:
-                        await self._ensure_kernel(session)
+                        await self._ensure_kernel(session, for_pool=True)
                     except BaseException:
                         # Not in the pool yet, so aclose() can't see it: remove it here, even on cancel.
                         await asyncio.shield(self._teardown(session))
@@ -327,13 +332,22 @@ class SessionManager:
         datadir.remove_session_fs(session.data_dir)
 
     # --- kernels ------------------------------------------------------------------------------
-    async def _ensure_kernel(self, session: _Session) -> tuple[Kernel, bool]:
+    async def _ensure_kernel(self, session: _Session, for_pool: bool = False) -> tuple[Kernel, bool]:
         if session.kernel is not None and session.kernel.alive:
             return session.kernel, False
         # Starts queue here rather than all at once: fifty sandboxes starting together on two cores
         # would each take long enough to hit the start timeout (gVisor did, 48 of 50).
-        async with self._starting:
-            return await self._start_kernel(session)
+        if for_pool:
+            async with self._starting:
+                return await self._start_kernel(session)
+        self._demand_starts += 1
+        try:
+            async with self._starting:
+                return await self._start_kernel(session)
+        finally:
+            self._demand_starts -= 1
+            if not self._demand_starts:
+                self._pool_wake.set()
 
     async def _start_kernel(self, session: _Session) -> tuple[Kernel, bool]:
         if session.kernel is not None:

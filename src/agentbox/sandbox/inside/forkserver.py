@@ -110,6 +110,8 @@ def serve(control: socket.socket) -> None:
             data, fds, _, _ = socket.recv_fds(control, MAX_REQUEST, 3)
         except InterruptedError:
             continue
+        except ConnectionResetError:
+            return  # the server is gone
         if not data:
             return  # the server is gone
         try:
