@@ -30,8 +30,12 @@ def test_quick_bench_produces_every_figure(tmp_path: Path) -> None:
         "interrupt: deadline → KeyboardInterrupt back [bubblewrap]",
         "kill: grace over → session killed, reply back [bubblewrap]",
         "idle session USS [bubblewrap]",
+        "template process USS (shared by every session) [bubblewrap]",
+        "baseline: new session, no pool, no fork server → first print(1) [bubblewrap]",
+        "baseline: idle session USS, no fork server [bubblewrap]",
         "one-step run minus model time [bubblewrap]",
         "simple GETs per second [bubblewrap]",
     ):
         assert expected in names
+    assert any(name.startswith("burst of 4, default pool of ") for name in names), names
     assert "| figure | p50 | p95 | n |" in done.stdout

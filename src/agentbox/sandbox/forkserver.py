@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -163,44 +164,50 @@ class ForkServer:
     ) -> Kernel:
         """Start bwrap with the stub, then a forked kernel inside it; SandboxUnavailable on failure."""
         loop = asyncio.get_running_loop()
-        in_r, in_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        theirs = [in_r, out_w, err_w]
+        (in_r, in_w), (out_r, out_w), (err_r, err_w), (ready_r, ready_w) = (os.pipe() for _ in range(4))
+        theirs = [in_r, out_w, err_w]  # the kernel's ends, handed to the template
+        ours: list[asyncio.BaseTransport] = []
+        unowned = {in_r, in_w, out_r, out_w, err_r, err_w, ready_r, ready_w}  # fds no transport closes
         try:
+            reader = asyncio.StreamReader(limit=frames.MAX_FRAME)
+            errors = asyncio.StreamReader()
+            ready = asyncio.StreamReader()
+            for fd, stream in ((out_r, reader), (err_r, errors), (ready_r, ready)):
+                unowned.discard(fd)
+                read_transport, _ = await loop.connect_read_pipe(
+                    partial(asyncio.StreamReaderProtocol, stream), os.fdopen(fd, "rb", 0)
+                )
+                ours.append(read_transport)
+            unowned.discard(in_w)
+            in_transport, in_protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, os.fdopen(in_w, "wb", 0)
+            )
+            ours.append(in_transport)
             proc = await asyncio.create_subprocess_exec(
                 *launch.argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
+                stdout=ready_w,
                 stderr=err_w,
                 start_new_session=True,
                 env=SPAWN_ENV,
                 pass_fds=launch.pass_fds,
             )
-        except OSError as exc:
-            for fd in (*theirs, in_w, out_r, err_r):
+        except BaseException as exc:
+            for made in ours:
+                made.close()
+            for fd in unowned:
                 os.close(fd)
-            raise SandboxUnavailable(f"cannot start the sandbox ({launch.argv[0]}): {exc.strerror}") from exc
-        reader = asyncio.StreamReader(limit=frames.MAX_FRAME)
-        errors = asyncio.StreamReader()
-        out_transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(out_r, "rb", 0)
-        )
-        err_transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(errors), os.fdopen(err_r, "rb", 0)
-        )
-        in_transport, in_protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, os.fdopen(in_w, "wb", 0)
-        )
+            if isinstance(exc, OSError):
+                raise SandboxUnavailable(
+                    f"cannot start the sandbox ({launch.argv[0]}): {exc.strerror}"
+                ) from exc
+            raise
+        os.close(ready_w)
         writer = asyncio.StreamWriter(in_transport, in_protocol, None, loop)
-        kernel = Kernel(
-            proc, (reader, writer, errors), spec.max_images, kill_tree, (out_transport, err_transport)
-        )
+        kernel = Kernel(proc, (reader, writer, errors), spec.max_images, kill_tree, tuple(ours))
         try:
-            assert proc.stdout is not None
             async with asyncio.timeout(start_timeout_s):
-                ready = await proc.stdout.readline()
-                if ready != b"ready\n":
+                if await ready.readline() != b"ready\n":
                     raise SandboxUnavailable("bwrap did not start the stub")
                 stub = await asyncio.to_thread(_grandchild, proc.pid)
                 waiter = await self._fork(
@@ -215,10 +222,15 @@ class ForkServer:
                     },
                     theirs,
                 )
-        except (TimeoutError, SandboxUnavailable, OSError) as exc:
-            detail = await kernel.stderr_tail()
-            await kernel.kill()
-            raise SandboxUnavailable(f"the sandbox did not start: {detail or exc or 'timed out'}") from exc
+        except BaseException as exc:
+            failed = isinstance(exc, (TimeoutError, SandboxUnavailable, OSError))
+            detail = await kernel.stderr_tail() if failed else ""
+            await asyncio.shield(kernel.kill())
+            if failed:
+                raise SandboxUnavailable(
+                    f"the sandbox did not start: {detail or exc or 'timed out'}"
+                ) from exc
+            raise
         finally:
             for fd in theirs:
                 os.close(fd)

@@ -127,6 +127,9 @@ class Kernel:
             detail = await self.stderr_tail()
             await self.kill()
             raise SandboxUnavailable(f"the sandbox did not start: {detail or exc}") from exc
+        except BaseException:
+            await asyncio.shield(self.kill())  # cancelled: nobody else knows this sandbox exists
+            raise
         if hello.get("op") != "hello" or hello.get("version") != frames.PROTOCOL_VERSION:
             await self.kill()
             raise ProtocolError(f"the executor greeted with {hello.get('op')!r} v{hello.get('version')!r}")
