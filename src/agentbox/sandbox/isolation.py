@@ -83,6 +83,14 @@ def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
         ),
         ("clean env", True, "env -i before the sandbox; only an allowlist is set inside"),
         (
+            "kernel start",
+            True,
+            "forked from one template (numpy, pandas, matplotlib imported once) into bwrap's "
+            "namespaces; runs no user code unless uid 1000, no capabilities, no new privileges, seccomp"
+            if forked(caps, config)
+            else "a fresh Python per kernel",
+        ),
+        (
             "private /mnt/data fs",
             caps.root,
             f"{config.session_disk_mb} MiB tmpfs per session (ENOSPC past it), host path hidden"
@@ -110,6 +118,11 @@ def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
         detail = "allow_weak is set" if config.allow_weak else "allow_weak is off"
         checks.append(("weak mode allowed", config.allow_weak, detail))
     return checks
+
+
+def forked(caps: HostCapabilities, config: SandboxConfig) -> bool:
+    """Whether kernels are forked from the template (bubblewrap, strong mode, fork_server on)."""
+    return caps.backend == "bubblewrap" and caps.strong and config.fork_server
 
 
 def unavailable_reason(caps: HostCapabilities) -> str | None:

@@ -108,8 +108,7 @@ class SessionManager:
         await asyncio.to_thread(self._prepare_dirs)
         if (
             self._forkserver is None
-            and self._strong
-            and self._config.fork_server
+            and isolation.forked(caps, self._config)
             and isinstance(self._backend, Bubblewrap)
         ):
             forkserver = ForkServer(self._config.runtime_dir.resolve(), self._config.start_timeout_s)
