@@ -101,7 +101,8 @@ class ForkServer:
         except (TimeoutError, SandboxUnavailable) as exc:
             await self._stop()
             raise SandboxUnavailable(f"the template process did not start: {exc}") from exc
-        self.pid = int(hello["pid"])
+        pid = hello.get("pid")
+        self.pid = pid if isinstance(pid, int) else None
 
     async def aclose(self) -> None:
         async with self._lock:
@@ -143,15 +144,23 @@ class ForkServer:
                 try:
                     socket.send_fds(self._sock, [message], fds)
                     reply = await self._receive()
-                except (OSError, SandboxUnavailable) as exc:
+                except (OSError, ValueError, SandboxUnavailable) as exc:
                     log.warning("the template process failed (%s); restarting it", exc)
                     await self._stop()
                     if attempt == 2:
                         raise SandboxUnavailable(f"the template process failed: {exc}") from exc
                     continue
+                except BaseException:
+                    # Timed out or cancelled between request and reply: a late reply would be read
+                    # as the answer to the next request, so this template is done.
+                    await asyncio.shield(self._stop())
+                    raise
                 if "error" in reply:
                     raise SandboxUnavailable(f"the template could not fork a kernel: {reply['error']}")
-                return int(reply["pid"])
+                pid = reply.get("pid")
+                if not isinstance(pid, int):
+                    raise SandboxUnavailable(f"the template answered {reply!r}")
+                return pid
         raise AssertionError("unreachable")
 
     async def start_kernel(
