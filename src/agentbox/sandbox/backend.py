@@ -2,6 +2,7 @@
 
     manager ──LaunchSpec──▶ backend.prepare() ──Launch(argv, fds)──▶ Kernel.start ─ … ─ kill (cgroup)
                                                                                └──▶ backend.release()
+    (bubblewrap, strong mode: prepare(spec, strong, STUB) ──▶ ForkServer.start_kernel, see forkserver.py)
 
 Every backend runs its whole process tree inside the session's cgroups (the wrapper joins them
 before exec), so the one kill path — freezer, SIGKILL every pid — is the manager's, not the backend's.
