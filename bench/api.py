@@ -10,6 +10,8 @@ import httpx
 from tests.live_server import LiveServer
 from tests.scripted_model import Code, ScriptedModel, Text
 
+from agentbox.sandbox.config import default_pool_size
+from bench.sessions import session_pids
 from bench.stats import Figure, ms
 
 KEY = "sk-bench"
@@ -92,12 +94,26 @@ def run_throughput(
     return completed / (time.perf_counter() - started)
 
 
+def wait_pool_full(data_dir: Path, size: int, timeout_s: float = 120) -> None:
+    """Until the server's warm pool has started `size` sandboxes, then a second more: figures are
+    taken at a quiet moment, not while the pool's fill still holds both cores."""
+    sessions_dir = data_dir.resolve() / "sessions"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        started = [pids for pids in session_pids(sessions_dir).values() if len(pids) >= 3]
+        if len(started) >= size:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+
+
 def measure(data_dir: Path, quick: bool, backend: str | None) -> list[Figure]:
     model = ScriptedModel().start()
     env = {"AGENTBOX_MODEL_BASE_URL": model.base_url}
     if backend:
         env["AGENTBOX_SANDBOX"] = backend
     server = LiveServer(data_dir, KEY, **env).start()
+    wait_pool_full(data_dir, default_pool_size(backend or "bubblewrap", fork_server=True))
     label = f" [{backend or 'bubblewrap'}]"
     try:
         with httpx.Client(
