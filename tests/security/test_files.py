@@ -1,23 +1,39 @@
 """Files crossing the boundary (spec/sandbox.md F1-F10), once per backend.
 
-The server only ever copies bytes in (place_file) and reads regular files out (read_file) with
-O_NOFOLLOW beneath the session directory; it never extracts, imports or unpickles anything.
+The server only ever copies bytes in (place_file) and copies regular files out (copy_file_out)
+with O_NOFOLLOW beneath the session directory; it never extracts, imports or unpickles anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import itertools
 import re
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from agentbox.errors import NotFound
+from agentbox.errors import InvalidRequest, NotFound
 from agentbox.sandbox import ExecutionStatus, InputFile
 from tests.sandbox_fixtures import REPO, Harness
 
 pytestmark = pytest.mark.slow
+_copies = itertools.count()
+
+
+def copy_out(sandbox: Harness, key: str, name: str, directory: Path, max_bytes: int = 512 << 20) -> bytes:
+    """What the server stores for /mnt/data/<name> (a run's file output), read back."""
+    target = directory / f"copy-{next(_copies)}"
+    try:
+        size = sandbox.call(sandbox.manager.copy_file_out(key, name, target, max_bytes))
+    except BaseException:
+        assert not target.exists(), "a refused copy leaves no file behind"
+        raise
+    data = target.read_bytes()
+    assert len(data) == size
+    return data
 
 
 def test_f1_f2_f3_uploaded_archives_are_placed_as_bytes_never_extracted(
@@ -40,7 +56,7 @@ def test_f1_f2_f3_uploaded_archives_are_placed_as_bytes_never_extracted(
     assert not (sandbox.data_dir("files").parent.parent / "escape.txt").exists()
 
 
-def test_f6_odd_names_fifos_and_sockets_are_never_listed_or_opened(sandbox: Harness) -> None:
+def test_f6_odd_names_fifos_and_sockets_are_never_listed_or_opened(sandbox: Harness, tmp_path: Path) -> None:
     code = (
         "import os, socket\n"
         "open('/mnt/data/out\\n.csv', 'w').write('a')\n"
@@ -53,7 +69,7 @@ def test_f6_odd_names_fifos_and_sockets_are_never_listed_or_opened(sandbox: Harn
     assert result.changed_files == ('a";b.csv', "out\n.csv")
     for name in ("pipe", "sock"):
         with pytest.raises(NotFound):  # a FIFO would block a plain open; O_NONBLOCK + fstat refuses it
-            sandbox.call(sandbox.manager.read_file("odd", name))
+            copy_out(sandbox, "odd", name, tmp_path)
 
 
 def test_f7_symlinks_out_of_the_session_are_never_followed(sandbox: Harness, tmp_path: Path) -> None:
@@ -69,10 +85,10 @@ def test_f7_symlinks_out_of_the_session_are_never_followed(sandbox: Harness, tmp
     )
     assert result.status is ExecutionStatus.OK, result.logs
     assert result.changed_files == ("ok.txt",)
-    assert sandbox.call(sandbox.manager.read_file("links", "ok.txt")) == b"fine"
+    assert copy_out(sandbox, "links", "ok.txt", tmp_path) == b"fine"
     for name in ("p", "host", "d/link/passwd", "d", "../links/ok.txt", "/etc/passwd", "missing"):
         with pytest.raises(NotFound):
-            sandbox.call(sandbox.manager.read_file("links", name))
+            copy_out(sandbox, "links", name, tmp_path)
 
 
 def test_f8_symlink_swap_race_never_leaks_a_host_file(sandbox: Harness, tmp_path: Path) -> None:
@@ -95,7 +111,7 @@ def test_f8_symlink_swap_race_never_leaks_a_host_file(sandbox: Harness, tmp_path
     seen: set[bytes] = set()
     for _ in range(1000):
         try:
-            seen.add(sandbox.call(sandbox.manager.read_file("race", "target")))
+            seen.add(copy_out(sandbox, "race", "target", tmp_path))
         except NotFound:
             seen.add(b"<refused>")
     assert b"RACE-CANARY" not in seen
@@ -127,3 +143,19 @@ def test_f10_server_code_never_unpickles_or_imports_session_files() -> None:
         if "inside" not in path.parts and pattern.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_a_large_output_file_is_copied_out_whole_and_the_size_cap_holds(
+    sandbox: Harness, tmp_path: Path
+) -> None:
+    code = (
+        "import hashlib, os\n"
+        "data = os.urandom(1 << 20) * 20\n"
+        "open('/mnt/data/big.bin', 'wb').write(data)\n"
+        "print(hashlib.sha256(data).hexdigest())"
+    )
+    digest = sandbox.run(code, key="big").logs.strip()
+    assert hashlib.sha256(copy_out(sandbox, "big", "big.bin", tmp_path)).hexdigest() == digest
+    with pytest.raises(InvalidRequest, match="more than the"):
+        copy_out(sandbox, "big", "big.bin", tmp_path, max_bytes=(20 << 20) - 1)
+    sandbox.call(sandbox.manager.close("big"))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agentbox.engine import outputs
 from agentbox.engine.publisher import Publisher
 from agentbox.errors import NotFound
 from agentbox.ids import new_id, now
-from agentbox.sandbox import SessionManager
 from agentbox.store.records import MessageRecord, RunRecord, StepRecord
 
-StoreOutput = Any  # async (filename, bytes) -> file id
+StoreFile = Callable[[str], Awaitable[str]]
+"""Stores the session's /mnt/data/<name> as an output file; its id. NotFound if there is no such file."""
 
 
 class AnswerWriter:
@@ -73,8 +74,7 @@ class AnswerWriter:
 
     async def finish(
         self,
-        sandbox: SessionManager,
-        store_output: StoreOutput,
+        store_file: StoreFile,
         usage: dict[str, int],
         incomplete: str | None,
     ) -> MessageRecord:
@@ -82,16 +82,15 @@ class AnswerWriter:
         if not self.started:
             await self.start()
         assert self.message is not None and self._step is not None
-        run, text = self._run, "".join(self._text)
+        text = "".join(self._text)
         annotations: list[dict[str, Any]] = []
         stored: dict[str, str] = {}
         for link_text, start, end, name in outputs.linked_names(text):
             if name not in stored:
                 try:
-                    data = await sandbox.read_file(run.thread_id, name)
+                    stored[name] = await store_file(name)
                 except NotFound:
                     continue  # the model linked a file its code never wrote; leave the text as it is
-                stored[name] = await store_output(name, data)
             annotations.append(outputs.annotation(link_text, start, end, stored[name]))
         if annotations:
             notes = [{"index": i, **a} for i, a in enumerate(annotations)]

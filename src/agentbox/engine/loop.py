@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from agentbox.engine import outputs, prompt
@@ -178,7 +180,9 @@ class AgentLoop:
             if answer.started or not completion.tool_calls or limit_hit:
                 # A message's own reason vocabulary differs from the run's (spec §1.3).
                 message_reason = "max_tokens" if limit_hit else None
-                await answer.finish(self._sandbox, self._store_output, turn_usage(completion), message_reason)
+                await answer.finish(
+                    partial(self._store_session_file, run.thread_id), turn_usage(completion), message_reason
+                )
                 image_ids = []
             if limit_hit:
                 return await self._end(
@@ -276,6 +280,19 @@ class AgentLoop:
     async def _store_output(self, filename: str, data: bytes) -> str:
         file_id = new_id("file-")
         path, size = await self._blobs.save_bytes(file_id, data)
+        return await self._record_output(file_id, filename, path, size)
+
+    async def _store_session_file(self, thread_id: str, name: str) -> str:
+        """The thread's /mnt/data/<name> as an output file, copied in the kernel; NotFound if absent."""
+        file_id = new_id("file-")
+
+        async def copy(target: Path) -> int:
+            return await self._sandbox.copy_file_out(thread_id, name, target)
+
+        path, size = await self._blobs.save_with(file_id, copy)
+        return await self._record_output(file_id, name, path, size)
+
+    async def _record_output(self, file_id: str, filename: str, path: str, size: int) -> str:
         record = FileRecord(
             id=file_id, created_at=now(), filename=filename, size=size, purpose=OUTPUT_PURPOSE, path=path
         )

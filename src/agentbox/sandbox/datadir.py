@@ -93,10 +93,7 @@ def place_file(data_dir: Path, name: str, source: Path, uid: int | None) -> None
             if not stat.S_ISREG(os.fstat(out_fd).st_mode):
                 raise SandboxError(f"cannot place {name_part!r}: not a regular file")
             with open(source, "rb") as src:
-                while chunk := src.read(COPY_CHUNK):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(out_fd, view) :]
+                _copy(src.fileno(), out_fd, 1 << 62)
             if uid is not None:
                 os.fchown(out_fd, uid, uid)
         finally:
@@ -151,39 +148,82 @@ def changed(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
     return tuple(sorted(name for name, sig in after.items() if before.get(name) != sig))
 
 
-def read_file(data_dir: Path, name: str, max_bytes: int) -> bytes:
-    """Bytes of data_dir/name: regular file, no symlink on the way, never blocking on a FIFO.
-
-    Raises NotFound for anything else, InvalidRequest when the file is larger than max_bytes.
-    """
+@contextlib.contextmanager
+def _opened(data_dir: Path, name: str) -> Generator[int, None, None]:
+    """An fd of data_dir/name: regular file, no symlink on the way, never blocking on a FIFO.
+    NotFound for anything else."""
     try:
         parts = relative_parts(name)
     except ValueError as exc:
         raise NotFound(f"no file {name!r} in /mnt/data") from exc
     fds: list[int] = []
     try:
-        fds.append(os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
-        for part in parts[:-1]:
-            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-            fds.append(os.open(part, flags, dir_fd=fds[-1]))
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-        fd = os.open(parts[-1], flags, dir_fd=fds[-1])
-        fds.append(fd)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        try:
+            fds.append(os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
+            for part in parts[:-1]:
+                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                fds.append(os.open(part, flags, dir_fd=fds[-1]))
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+            fds.append(os.open(parts[-1], flags, dir_fd=fds[-1]))
+            mode = os.fstat(fds[-1]).st_mode
+        except OSError as exc:
+            raise NotFound(f"no readable file {name!r} in /mnt/data") from exc
+        if not stat.S_ISREG(mode):
             raise NotFound(f"{name!r} in /mnt/data is not a regular file")
-        if st.st_size > max_bytes:
-            raise InvalidRequest(f"{name!r} is {st.st_size} bytes, more than the {max_bytes} allowed")
-        chunks = []
-        total = 0
-        while chunk := os.read(fd, min(COPY_CHUNK, max_bytes + 1 - total)):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise InvalidRequest(f"{name!r} grew past the {max_bytes} bytes allowed")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise NotFound(f"no readable file {name!r} in /mnt/data") from exc
+        yield fds[-1]
     finally:
         for fd in reversed(fds):
             os.close(fd)
+
+
+def read_file(data_dir: Path, name: str, max_bytes: int) -> bytes:
+    """Bytes of data_dir/name (see _opened). InvalidRequest when it is larger than max_bytes."""
+    with _opened(data_dir, name) as fd:
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise InvalidRequest(f"{name!r} is {size} bytes, more than the {max_bytes} allowed")
+        chunks = []
+        total = 0
+        try:
+            while chunk := os.read(fd, min(COPY_CHUNK, max_bytes + 1 - total)):
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > max_bytes:
+                    raise InvalidRequest(f"{name!r} grew past the {max_bytes} bytes allowed")
+        except OSError as exc:
+            raise NotFound(f"no readable file {name!r} in /mnt/data") from exc
+        return b"".join(chunks)
+
+
+def copy_out(data_dir: Path, name: str, target: Path, max_bytes: int) -> int:
+    """Copy data_dir/name (see _opened) to the new file target, in the kernel and never whole in
+    memory; its size. InvalidRequest when it is (or grows) larger than max_bytes."""
+    with _opened(data_dir, name) as fd:
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise InvalidRequest(f"{name!r} is {size} bytes, more than the {max_bytes} allowed")
+        with open(target, "xb") as out:
+            copied = _copy(fd, out.fileno(), max_bytes)
+            if copied > max_bytes:
+                raise InvalidRequest(f"{name!r} grew past the {max_bytes} bytes allowed")
+            os.fsync(out.fileno())
+        return copied
+
+
+def _copy(src: int, dst: int, limit: int) -> int:
+    """Bytes from src's position on to dst by sendfile(2), never through our memory; stops once past
+    limit. Falls back to read/write where sendfile cannot do the pair."""
+    total = 0
+    try:
+        while total <= limit and (sent := os.sendfile(dst, src, None, COPY_CHUNK)):
+            total += sent
+        return total
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS) or total:
+            raise
+    while total <= limit and (chunk := os.read(src, COPY_CHUNK)):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view) :]
+        total += len(chunk)
+    return total

@@ -501,12 +501,13 @@ class SessionManager:
                 images.append(data)
         return images
 
-    async def read_file(self, key: str, name: str, max_bytes: int = 512 << 20) -> bytes:
-        """Bytes of /mnt/data/<name>; NotFound for a missing session, symlink, FIFO or non-file."""
+    async def copy_file_out(self, key: str, name: str, target: Path, max_bytes: int = 512 << 20) -> int:
+        """Copy /mnt/data/<name> to the new host file `target` (sendfile: never whole in memory); its
+        size. NotFound for a missing session, symlink, FIFO or non-file; InvalidRequest past max_bytes."""
         session = self._sessions.get(key)
         if session is None:
             raise NotFound(f"no sandbox session for {key!r}")
-        return await asyncio.to_thread(datadir.read_file, session.data_dir, name, max_bytes)
+        return await asyncio.to_thread(datadir.copy_out, session.data_dir, name, target, max_bytes)
 
 
 def _join(first: str, second: str) -> str:

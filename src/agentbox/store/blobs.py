@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +54,18 @@ class BlobStore:
             return file_id, len(data)
 
         return await asyncio.to_thread(write)
+
+    async def save_with(self, file_id: str, write: Callable[[Path], Awaitable[int]]) -> tuple[str, int]:
+        """Let `write` fill a new file (it returns the size), then put it in place; (relative path, size)."""
+        target = self.root / file_id
+        partial = target.with_suffix(".partial")
+        try:
+            size = await write(partial)
+            await asyncio.to_thread(os.replace, partial, target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return file_id, size
 
     async def delete(self, relative: str) -> None:
         await asyncio.to_thread((self.root / relative).unlink, True)
