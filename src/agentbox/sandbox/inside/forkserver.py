@@ -103,7 +103,7 @@ def warm_up() -> None:
 
 def serve(control: socket.socket) -> None:
     cap_last = int(open("/proc/sys/kernel/cap_last_cap").read())  # noqa: SIM115 - read once, before any chroot
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # entrants are reaped by the kernel, not by us
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the OS reaps finished entrants; we never wait
     control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
     while True:
         try:
