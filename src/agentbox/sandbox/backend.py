@@ -70,6 +70,11 @@ class LaunchSpec:
         return [*EXECUTOR, str(self.output_limit), str(self.max_images)]
 
 
+def hard_rlimits(spec: LaunchSpec) -> dict[str, int]:
+    """Soft = hard limits of every session process, by prlimit(1)'s names (user code cannot raise them)."""
+    return {"core": 0, "nofile": spec.nofile, "fsize": spec.fsize_bytes, "nproc": spec.nproc}
+
+
 @dataclass(slots=True)
 class Launch:
     argv: list[str]

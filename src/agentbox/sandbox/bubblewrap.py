@@ -26,6 +26,7 @@ from agentbox.sandbox.backend import (
     Check,
     Launch,
     LaunchSpec,
+    hard_rlimits,
 )
 
 INSIDE_DIR = Path(__file__).resolve().parent / "inside"
@@ -132,10 +133,7 @@ def _bwrap_version() -> str:
 
 def _prlimit(spec: LaunchSpec) -> list[str]:
     # rlimits survive setpriv and bwrap; hard limits, so user code cannot raise them again.
-    return [
-        "prlimit", "--core=0", f"--nofile={spec.nofile}", f"--fsize={spec.fsize_bytes}",
-        f"--nproc={spec.nproc}", "--",
-    ]  # fmt: skip
+    return ["prlimit", *(f"--{name}={value}" for name, value in hard_rlimits(spec).items()), "--"]
 
 
 def bwrap_args(

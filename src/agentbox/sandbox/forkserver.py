@@ -27,7 +27,7 @@ from typing import Any
 
 from agentbox.errors import SandboxUnavailable
 from agentbox.sandbox import seccomp
-from agentbox.sandbox.backend import ENV, EXECUTOR, Launch, LaunchSpec
+from agentbox.sandbox.backend import ENV, EXECUTOR, Launch, LaunchSpec, hard_rlimits
 from agentbox.sandbox.inside import frames
 from agentbox.sandbox.kernel import SPAWN_ENV, Kernel
 
@@ -224,7 +224,7 @@ class ForkServer:
                         "stub": stub,
                         "uid": spec.uid,
                         "cgroup_procs": list(spec.cgroup_procs),
-                        "rlimits": _rlimits(spec),
+                        "rlimits": hard_rlimits(spec),
                         "seccomp": self._seccomp,
                         "output_limit": spec.output_limit,
                         "max_images": spec.max_images,
@@ -246,11 +246,6 @@ class ForkServer:
         kernel.set_waiter(waiter)
         await kernel.wait_hello(start_timeout_s)
         return kernel
-
-
-def _rlimits(spec: LaunchSpec) -> dict[str, int]:
-    """The hard limits bubblewrap.py's prlimit sets, for the kernel to set on itself."""
-    return {"core": 0, "nofile": spec.nofile, "fsize": spec.fsize_bytes, "nproc": spec.nproc}
 
 
 def _grandchild(pid: int) -> int:
