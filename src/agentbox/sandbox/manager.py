@@ -159,6 +159,9 @@ class SessionManager:
             await self._forkserver.aclose()
             self._forkserver = None
         if self._strong:
+            # A session cgroup still busy when its teardown gave up (a sandbox slow to exit) would
+            # otherwise outlive the server: kill and remove what is left, then the group.
+            await asyncio.to_thread(cgroups.sweep, self._cgroup_group)
             await asyncio.to_thread(cgroups.remove_group, self._cgroup_group)
             await asyncio.to_thread(self._backend.sweep)
 
