@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import stat
+import sys
 from collections.abc import Generator
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def place_file(data_dir: Path, name: str, source: Path, uid: int | None) -> None
             if not stat.S_ISREG(os.fstat(out_fd).st_mode):
                 raise SandboxError(f"cannot place {name_part!r}: not a regular file")
             with open(source, "rb") as src:
-                _copy(src.fileno(), out_fd, 1 << 62)
+                _copy(src.fileno(), out_fd)
             if uid is not None:
                 os.fchown(out_fd, uid, uid)
         finally:
@@ -149,9 +150,9 @@ def changed(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def _opened(data_dir: Path, name: str) -> Generator[int, None, None]:
+def _opened(data_dir: Path, name: str, max_bytes: int) -> Generator[int, None, None]:
     """An fd of data_dir/name: regular file, no symlink on the way, never blocking on a FIFO.
-    NotFound for anything else."""
+    NotFound for anything else; InvalidRequest when it is larger than max_bytes."""
     try:
         parts = relative_parts(name)
     except ValueError as exc:
@@ -165,11 +166,13 @@ def _opened(data_dir: Path, name: str) -> Generator[int, None, None]:
                 fds.append(os.open(part, flags, dir_fd=fds[-1]))
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
             fds.append(os.open(parts[-1], flags, dir_fd=fds[-1]))
-            mode = os.fstat(fds[-1]).st_mode
+            st = os.fstat(fds[-1])
         except OSError as exc:
             raise NotFound(f"no readable file {name!r} in /mnt/data") from exc
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(st.st_mode):
             raise NotFound(f"{name!r} in /mnt/data is not a regular file")
+        if st.st_size > max_bytes:
+            raise InvalidRequest(f"{name!r} is {st.st_size} bytes, more than the {max_bytes} allowed")
         yield fds[-1]
     finally:
         for fd in reversed(fds):
@@ -177,11 +180,8 @@ def _opened(data_dir: Path, name: str) -> Generator[int, None, None]:
 
 
 def read_file(data_dir: Path, name: str, max_bytes: int) -> bytes:
-    """Bytes of data_dir/name (see _opened). InvalidRequest when it is larger than max_bytes."""
-    with _opened(data_dir, name) as fd:
-        size = os.fstat(fd).st_size
-        if size > max_bytes:
-            raise InvalidRequest(f"{name!r} is {size} bytes, more than the {max_bytes} allowed")
+    """Bytes of data_dir/name (see _opened); InvalidRequest when it grows past max_bytes."""
+    with _opened(data_dir, name, max_bytes) as fd:
         chunks = []
         total = 0
         try:
@@ -197,11 +197,8 @@ def read_file(data_dir: Path, name: str, max_bytes: int) -> bytes:
 
 def copy_out(data_dir: Path, name: str, target: Path, max_bytes: int) -> int:
     """Copy data_dir/name (see _opened) to the new file target, in the kernel and never whole in
-    memory; its size. InvalidRequest when it is (or grows) larger than max_bytes."""
-    with _opened(data_dir, name) as fd:
-        size = os.fstat(fd).st_size
-        if size > max_bytes:
-            raise InvalidRequest(f"{name!r} is {size} bytes, more than the {max_bytes} allowed")
+    memory; its size. InvalidRequest when it grows past max_bytes while copied."""
+    with _opened(data_dir, name, max_bytes) as fd:
         with open(target, "xb") as out:
             copied = _copy(fd, out.fileno(), max_bytes)
             if copied > max_bytes:
@@ -210,9 +207,10 @@ def copy_out(data_dir: Path, name: str, target: Path, max_bytes: int) -> int:
         return copied
 
 
-def _copy(src: int, dst: int, limit: int) -> int:
+def _copy(src: int, dst: int, limit: int | None = None) -> int:
     """Bytes from src's position on to dst by sendfile(2), never through our memory; stops once past
-    limit. Falls back to read/write where sendfile cannot do the pair."""
+    limit (if any). Falls back to read/write where sendfile cannot do the pair."""
+    limit = sys.maxsize if limit is None else limit
     total = 0
     try:
         while total <= limit and (sent := os.sendfile(dst, src, None, COPY_CHUNK)):

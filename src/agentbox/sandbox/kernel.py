@@ -79,7 +79,7 @@ class Kernel:
         self._max_images = max_images
         # Kills the session's processes but the given pids; True after an OOM kill.
         self._kill_tree = kill_tree
-        self._spare: tuple[int, ...] = (proc.pid,)
+        self._waiter: int | None = None  # a forked kernel's parent (set_waiter)
         self._next_id = 0
         self._images: list[bytes] = []
         self._exit: dict[str, Any] | None = None
@@ -116,7 +116,11 @@ class Kernel:
 
     def set_waiter(self, pid: int) -> None:
         """A forked kernel's parent: spared by the kill path so that it reaps the kernel."""
-        self._spare = (self._proc.pid, pid)
+        self._waiter = pid
+
+    @property
+    def _spare(self) -> tuple[int, ...]:
+        return (self._proc.pid,) if self._waiter is None else (self._proc.pid, self._waiter)
 
     async def wait_hello(self, timeout_s: float) -> None:
         """The executor's greeting, or SandboxUnavailable (with its diagnostics) and the sandbox killed."""
@@ -202,7 +206,7 @@ class Kernel:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             await self._proc.wait()
-        if len(self._spare) > 1:
+        if self._waiter is not None:
             # pid 1 exited only once the kernel was reaped, so its parent has done its job: the
             # session's processes end here, all of them, not a moment later.
             oom = await self._kill_tree(()) or oom
@@ -260,21 +264,24 @@ class Kernel:
             raise await self._gone() from exc
 
     async def _next_frame(self) -> dict[str, Any]:
-        while True:
-            try:
-                frame = self._decoder.next_frame()
-            except frames.FrameError as exc:
-                await self.kill()
-                raise ProtocolError(f"the executor broke the frame protocol: {exc}") from exc
-            if frame is not None and frame.get("op") == "exit":
-                self._exit = frame  # a forked kernel's end, told by the process that waited for it
-                raise await self._gone()
-            if frame is not None:
-                return frame
+        try:
+            frame = await self._read_frame()
+        except frames.FrameError as exc:
+            await self.kill()
+            raise ProtocolError(f"the executor broke the frame protocol: {exc}") from exc
+        if frame is None or frame.get("op") == "exit":
+            self._exit = frame  # a forked kernel's end, told by the process that waited for it
+            raise await self._gone()
+        return frame
+
+    async def _read_frame(self) -> dict[str, Any] | None:
+        """The next frame, None at the end of the stream; FrameError for a broken one."""
+        while (frame := self._decoder.next_frame()) is None:
             data = await self._reader.read(READ_CHUNK)  # cancellation-safe: nothing is consumed half-way
             if not data:
-                raise await self._gone()
+                return None
             self._decoder.feed(data)
+        return frame
 
     async def _gone(self) -> KernelGone:
         code = await self._exit_code()
@@ -292,16 +299,12 @@ class Kernel:
 
     async def _exit_code(self) -> int | None:
         """The kernel's exit status, in bwrap's convention (128+N for signal N); None if unknown."""
-        if self._transports:  # forked: the stub lives on; the kernel's waiter reports, then closes the pipe
-            if self._exit is None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        while self._exit is None and (data := await self._reader.read(READ_CHUNK)):
-                            self._decoder.feed(data)
-                            with contextlib.suppress(frames.FrameError):
-                                while (frame := self._decoder.next_frame()) is not None:
-                                    if frame.get("op") == "exit":
-                                        self._exit = frame
+        if self._waiter is not None:  # forked: the stub lives on; the waiter reports, then closes the pipe
+            with contextlib.suppress(TimeoutError, frames.FrameError):
+                async with asyncio.timeout(1.0):
+                    while self._exit is None and (frame := await self._read_frame()) is not None:
+                        if frame.get("op") == "exit":
+                            self._exit = frame
             exit_frame = self._exit or {}
             number = exit_frame.get("signal")
             if isinstance(number, int):

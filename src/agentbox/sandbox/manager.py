@@ -339,16 +339,14 @@ class SessionManager:
             return session.kernel, False
         # Starts queue here rather than all at once: fifty sandboxes starting together on two cores
         # would each take long enough to hit the start timeout (gVisor did, 48 of 50).
-        if for_pool:
-            async with self._starting:
-                return await self._start_kernel(session)
-        self._demand_starts += 1
+        demand = 0 if for_pool else 1
+        self._demand_starts += demand
         try:
             async with self._starting:
                 return await self._start_kernel(session)
         finally:
-            self._demand_starts -= 1
-            if not self._demand_starts:
+            self._demand_starts -= demand
+            if demand and not self._demand_starts:
                 self._pool_wake.set()
 
     async def _start_kernel(self, session: _Session) -> tuple[Kernel, bool]:
