@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from agentbox.sandbox import ExecutionStatus, InputFile, SandboxConfig, SessionManager
@@ -24,8 +26,15 @@ plt.show()
 _keys = (f"bench_{n}" for n in itertools.count())
 
 
-def manager(sessions_dir: Path, runtime: Path, **options: object) -> SessionManager:
-    return SessionManager(SandboxConfig(sessions_dir=sessions_dir, runtime_dir=runtime, **options))  # type: ignore[arg-type]
+@contextlib.asynccontextmanager
+async def running(sessions_dir: Path, runtime: Path, **options: object) -> AsyncIterator[SessionManager]:
+    """A started SessionManager, closed (every session and the pool torn down) on the way out."""
+    sandbox = SessionManager(SandboxConfig(sessions_dir=sessions_dir, runtime_dir=runtime, **options))  # type: ignore[arg-type]
+    await sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        await sandbox.aclose()
 
 
 async def wait_pool(sandbox: SessionManager) -> None:
@@ -190,9 +199,7 @@ async def measure(
     figures: list[Figure] = []
     # Without a pool: every new session starts its sandbox (and, for bubblewrap, forks its kernel
     # from the template) on demand.
-    cold = manager(sessions_dir / "cold", runtime, **options)
-    await cold.start()
-    try:
+    async with running(sessions_dir / "cold", runtime, **options) as cold:
         figures.append(
             Figure.of(
                 "new session, no pool → first print(1)" + label,
@@ -206,14 +213,10 @@ async def measure(
                 Figure.of("template process USS (shared by every session)" + label, [uss / 2**20], "MB")
             )
             figures.append(Figure.of("template process PSS" + label, [pss / 2**20], "MB"))
-    finally:
-        await cold.aclose()
     if not backend or backend == "bubblewrap":
         # The baseline of the fork server, in the same run: each kernel a Python of its own that
         # imports the libraries itself (what gVisor still does).
-        exec_kernels = manager(sessions_dir / "exec", runtime, fork_server=False, **options)
-        await exec_kernels.start()
-        try:
+        async with running(sessions_dir / "exec", runtime, fork_server=False, **options) as exec_kernels:
             figures.append(
                 Figure.of(
                     "baseline: new session, no pool, no fork server → first print(1)" + label,
@@ -223,18 +226,12 @@ async def measure(
             uss, pss = await idle_memory(exec_kernels, 2 if quick else 4, sessions_dir / "exec")
             figures.append(Figure.of("baseline: idle session USS, no fork server" + label, uss, "MB"))
             figures.append(Figure.of("baseline: idle session PSS, no fork server" + label, pss, "MB"))
-        finally:
-            await exec_kernels.aclose()
     # The timeout ladder with short limits: what each rung costs beyond the time it is due.
-    short = manager(
+    async with running(
         sessions_dir / "ladder", runtime, exec_timeout_s=LADDER_TIMEOUT_S, interrupt_grace_s=LADDER_GRACE_S,
         **options,
-    )  # fmt: skip
-    await short.start()
-    try:
+    ) as short:  # fmt: skip
         rungs = await timeout_ladder(short, 1 if quick else 6)
-    finally:
-        await short.aclose()
     figures += [
         Figure.of("interrupt: deadline → KeyboardInterrupt back" + label, ms(rungs["interrupt"])),
         Figure.of("next cell after an interrupt → output" + label, ms(rungs["after interrupt"])),
@@ -245,12 +242,10 @@ async def measure(
     pool_size = default_pool_size(backend or "bubblewrap", fork_server=True)
     if pool_size > (os.cpu_count() or 1):
         # The burst again with the old default pool (one per core): what the starts themselves sustain.
-        small = manager(sessions_dir / "small-pool", runtime, pool_size=os.cpu_count() or 1, **options)
-        await small.start()
-        try:
+        async with running(
+            sessions_dir / "small-pool", runtime, pool_size=os.cpu_count() or 1, **options
+        ) as small:
             times, failures = await burst(small, width)
-        finally:
-            await small.aclose()
         figures.append(
             Figure.of(
                 f"burst of {width}, pool of {os.cpu_count() or 1} → first output (failures: {failures})"
@@ -259,9 +254,7 @@ async def measure(
             )
         )
     # As the server runs by default: the pool sized to the machine.
-    sandbox = manager(sessions_dir / "pooled", runtime, pool_size=pool_size, **options)
-    await sandbox.start()
-    try:
+    async with running(sessions_dir / "pooled", runtime, pool_size=pool_size, **options) as sandbox:
         charts, charts_again = await first_chart(sandbox, csv, 2 if quick else 8)
         figures += [
             Figure.of(
@@ -282,6 +275,4 @@ async def measure(
         uss, pss = await idle_memory(sandbox, 2 if quick else 6, sessions_dir / "pooled")
         figures.append(Figure.of("idle session USS" + label, uss, "MB"))
         figures.append(Figure.of("idle session PSS" + label, pss, "MB"))
-        return figures
-    finally:
-        await sandbox.aclose()
+    return figures
