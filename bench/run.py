@@ -20,7 +20,7 @@ from bench import api, baselines, sessions
 from bench.stats import Figure, ms
 
 REPO = Path(__file__).resolve().parent.parent
-CSV = REPO.parent / "shared" / "fixtures" / sessions.CSV_NAME
+CSV = REPO / "examples" / sessions.CSV_NAME
 PRINT_1 = "print(1)"
 
 

@@ -15,16 +15,13 @@ import pytest
 from tests.live_server import LiveServer
 from tests.scripted_model import ScriptedModel
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 API_KEY = "sk-test-agentbox"
 
 
 @pytest.fixture(scope="session")
 def quarterly_csv() -> Path:
-    path = FIXTURES / "synthetic_500_quarterly_results.csv"
-    if not path.exists():
-        pytest.fail(f"test fixture missing: {path} (shared/ must sit beside the checkout)")
-    return path
+    return EXAMPLES / "synthetic_500_quarterly_results.csv"
 
 
 @pytest.fixture(scope="session")
