@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import os
 import time
@@ -158,29 +157,12 @@ def memory_of(pids: list[int]) -> tuple[int, int]:
     return uss, pss
 
 
-def session_pids(sessions_dir: Path) -> dict[str, list[int]]:
-    """The processes of each live session of this sessions dir, by its cgroup.
-
-    The manager groups its sessions' cgroups under agentbox-<sha256(sessions dir)[:12]>.
-    """
-    digest = hashlib.sha256(os.fsencode(sessions_dir.resolve())).hexdigest()[:12]
-    group = Path("/sys/fs/cgroup/pids") / f"agentbox-{digest}"
-    found: dict[str, list[int]] = {}
-    for session in group.iterdir() if group.is_dir() else ():
-        procs = session / "cgroup.procs"
-        if session.is_dir() and procs.exists():
-            found[session.name] = [int(p) for p in procs.read_text().split()]
-    return found
-
-
-async def idle_memory(
-    sandbox: SessionManager, sessions: int, sessions_dir: Path
-) -> tuple[list[float], list[float]]:
+async def idle_memory(sandbox: SessionManager, sessions: int) -> tuple[list[float], list[float]]:
     """USS and PSS (MB) per idle session with numpy, pandas and matplotlib loaded."""
     keys = [next(_keys) for _ in range(sessions)]
     for key in keys:
         await sandbox.execute(key, "import numpy, pandas, matplotlib.pyplot")
-    per_session = session_pids(sessions_dir)
+    per_session = sandbox.session_pids()
     uss, pss = [], []
     for pids in per_session.values():
         u, p = memory_of(pids)
@@ -223,7 +205,7 @@ async def measure(
                     ms(await first_output(exec_kernels, 2 if quick else 6)),
                 )
             )
-            uss, pss = await idle_memory(exec_kernels, 2 if quick else 4, sessions_dir / "exec")
+            uss, pss = await idle_memory(exec_kernels, 2 if quick else 4)
             figures.append(Figure.of("baseline: idle session USS, no fork server" + label, uss, "MB"))
             figures.append(Figure.of("baseline: idle session PSS, no fork server" + label, pss, "MB"))
     # The timeout ladder with short limits: what each rung costs beyond the time it is due.
@@ -272,7 +254,7 @@ async def measure(
                 ms(times),
             )
         )
-        uss, pss = await idle_memory(sandbox, 2 if quick else 6, sessions_dir / "pooled")
+        uss, pss = await idle_memory(sandbox, 2 if quick else 6)
         figures.append(Figure.of("idle session USS" + label, uss, "MB"))
         figures.append(Figure.of("idle session PSS" + label, pss, "MB"))
     return figures

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from agentbox.sandbox import Execution, InputFile, SandboxConfig, SessionManager
+from agentbox.sandbox.cgroups import SessionCgroup
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -87,10 +88,10 @@ class Harness:
         assert cgroup is not None
         return cgroup.pids()
 
-    def cgroup_dir(self, key: str, controller: str) -> Path:
+    def cgroup(self, key: str) -> SessionCgroup:
         cgroup = self.manager._sessions[key].cgroup
         assert cgroup is not None
-        return cgroup.dirs[controller]
+        return cgroup
 
     def cgroup_pid_files(self, key: str) -> list[Path]:
         cgroup = self.manager._sessions[key].cgroup

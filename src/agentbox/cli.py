@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from agentbox.app import build_app
 from agentbox.config import Settings
-from agentbox.sandbox import SessionManager
+from agentbox.sandbox import SessionManager, isolation
 from agentbox.tls import TlsFiles, ensure_self_signed
 
 
@@ -50,11 +50,14 @@ def _tls_files(args: argparse.Namespace, settings: Settings) -> TlsFiles | None:
 def serve(args: argparse.Namespace) -> int:
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    refusal = SessionManager(settings.sandbox_config()).refusal()
+    sandbox = SessionManager(settings.sandbox_config())
+    refusal = sandbox.refusal()
     if refusal:
         print(f"agentbox: {refusal}", file=sys.stderr)
         print("agentbox: AGENTBOX_ALLOW_WEAK_SANDBOX=1 starts it anyway, weaker.", file=sys.stderr)
         return 1
+    for name, _, detail in isolation.missing(sandbox.isolation_report()):
+        print(f"agentbox: warning: {name} not in force: {detail}", file=sys.stderr)
     keys = _api_keys(settings)
     tls = _tls_files(args, settings)
     # Bind first so port 0 works and the readiness line can name the real port.

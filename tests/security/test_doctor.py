@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agentbox.sandbox import cgroups
 from tests.live_server import AGENTBOX, READY, REPO
 
 pytestmark = pytest.mark.slow
@@ -50,23 +51,35 @@ def test_doctor_lists_every_protection_in_force_on_a_full_host(tmp_path: Path, b
     lines = done.stdout.splitlines()
     assert lines and all(line.startswith("ok ") for line in lines), done.stdout
     names = {line[5:].split(":")[0] for line in lines}
-    assert {"backend", "seccomp", "memory limit", "process limit", "cpu limit", "kill path"} <= names
+    assert {
+        "backend",
+        "cgroups",
+        "seccomp",
+        "memory limit",
+        "process limit",
+        "cpu limit",
+        "kill path",
+    } <= names
+    version = cgroups.detect().version
+    assert f"ok   cgroups: cgroup v{version}" in done.stdout
     assert "memory limit: 1024 MiB cgroup memory(+swap) limit" in done.stdout
-    assert "cpu limit: 1 CPU" in done.stdout  # the default quota
+    assert f"cpu limit: 1 CPU ({'cpu.max' if version == 2 else 'cpu.cfs_quota_us'})" in done.stdout
     assert ("bubblewrap 0." if backend == "bubblewrap" else "runsc version") in done.stdout
 
 
-def test_without_cgroups_doctor_says_what_is_missing_and_exits_1(tmp_path: Path) -> None:
-    done = agentbox(tmp_path, "doctor", wrap=WITHOUT_CGROUPS)
+@pytest.mark.parametrize("backend", ["bubblewrap", "gvisor"])
+def test_without_cgroups_doctor_misses_only_the_limits_and_exits_1(tmp_path: Path, backend: str) -> None:
+    done = agentbox(tmp_path, "doctor", wrap=WITHOUT_CGROUPS, AGENTBOX_SANDBOX=backend)
     assert done.returncode == 1, done.stdout + done.stderr
-    missing = [line for line in done.stdout.splitlines() if line.startswith("MISSING")]
-    assert [m.split(":")[0] for m in missing] == [
-        "MISSING memory limit",
-        "MISSING process limit",
-        "MISSING cpu limit",
-        "MISSING kill path",
-        "MISSING weak mode allowed",
-    ]
+    missing = [line.split(":")[0] for line in done.stdout.splitlines() if line.startswith("MISSING")]
+    expected = ["MISSING cgroups", "MISSING memory limit", "MISSING cpu limit"]
+    if backend == "gvisor":
+        expected.append("MISSING kill path")
+    assert missing == [*expected, "MISSING weak mode allowed"]
+    # A root server still gives every session its own uid, filesystem and task cap.
+    for kept in ("unprivileged uid: one host uid per live session", "private /mnt/data fs: 512 MiB tmpfs"):
+        assert f"ok   {kept}" in done.stdout
+    assert "ok   process limit: 256 processes+threads (RLIMIT_NPROC of the session's own uid" in done.stdout
     assert done.stdout.splitlines()[-1] == "User code would run with weaker isolation than configured."
 
 
@@ -74,13 +87,14 @@ def test_the_server_refuses_a_weaker_sandbox_unless_allowed(tmp_path: Path) -> N
     refused = agentbox(tmp_path, "serve", "--port", "0", wrap=WITHOUT_CGROUPS)
     assert refused.returncode == 1
     assert refused.stderr.splitlines() == [
-        "agentbox: The sandbox cannot start: cgroup v1 memory/pids/cpu/cpuacct/freezer controllers are "
-        "not writable in /sys/fs/cgroup.",
+        "agentbox: The sandbox cannot start: no cgroup v2 at /sys/fs/cgroup, and the cgroup v1 "
+        "controllers memory/pids/cpu/cpuacct/freezer are not writable under it.",
         "agentbox: AGENTBOX_ALLOW_WEAK_SANDBOX=1 starts it anyway, weaker.",
     ]
     assert not READY.search(refused.stdout)
 
-    # Allowed: it starts (and is stopped by the timeout once it has said so).
+    # Allowed: it starts (and is stopped by the timeout once it has said so), with one warning line
+    # per protection that is not in force.
     with pytest.raises(subprocess.TimeoutExpired) as running:
         agentbox(
             tmp_path,
@@ -91,8 +105,17 @@ def test_the_server_refuses_a_weaker_sandbox_unless_allowed(tmp_path: Path) -> N
             timeout=15,
             AGENTBOX_ALLOW_WEAK_SANDBOX="1",
         )
-    printed = running.value.stdout
-    assert READY.search(printed.decode() if isinstance(printed, bytes) else printed or "")
+    printed, warned = (_text(running.value.stdout), _text(running.value.stderr))
+    assert READY.search(printed)
+    warnings = [line.removeprefix("agentbox: warning: ") for line in warned.splitlines() if "warning" in line]
+    assert [w.split(" not in force")[0] for w in warnings] == ["cgroups", "memory limit", "cpu limit"]
+    assert "agentbox: warning: memory limit not in force: no cgroup: 1024 MiB not enforced" in warned
+    assert "agentbox: warning: cpu limit not in force: no cgroup: 1 CPU not enforced" in warned
+    assert "agentbox: warning: cgroups not in force: no cgroup v2 at /sys/fs/cgroup" in warned
+
+
+def _text(output: bytes | str | None) -> str:
+    return output.decode() if isinstance(output, bytes) else output or ""
 
 
 @pytest.mark.parametrize(

@@ -87,8 +87,10 @@ def test_r2_shell_fork_bomb_is_contained(bombs: Harness) -> None:
     )
     result = bombs.run(code, key="shellbomb")
     assert result.status in (ExecutionStatus.OK, ExecutionStatus.TIMEOUT, ExecutionStatus.KILLED)
-    current = int((bombs.cgroup_dir("shellbomb", "pids") / "pids.current").read_text())
-    assert current <= int((bombs.cgroup_dir("shellbomb", "pids") / "pids.max").read_text())
+    cgroup = bombs.cgroup("shellbomb")
+    assert cgroup.pids_current() <= cgroup.pids_limit()
+    if bombs.backend == "bubblewrap":  # gVisor's host cap is larger: its Sentry's threads count there
+        assert cgroup.pids_limit() == bombs.config.pids_max
     _close_and_check_gone(bombs, "shellbomb", before)
     assert bombs.run("print('server fine')", key="after_bomb").logs.strip() == "server fine"
 
@@ -126,8 +128,7 @@ def test_r4_memory_bomb_is_an_oom_kill_reported_and_restarted(bombs: Harness) ->
     assert result.status is ExecutionStatus.KILLED
     assert result.oom
     assert result.logs.endswith(OOM_MESSAGE)
-    oom_kills = (bombs.cgroup_dir("mem", "memory") / "memory.oom_control").read_text()
-    assert "oom_kill 0" not in oom_kills
+    assert bombs.cgroup("mem").oom_kills() > 0  # memory.oom_control (v1) or memory.events (v2)
     after = bombs.run("import os\nprint('kept' in globals(), os.listdir('/mnt/data'))", key="mem")
     assert after.restarted
     assert after.state_lost_reason == OOM_MESSAGE
@@ -249,13 +250,12 @@ def test_r9_fd_exhaustion_is_emfile_and_server_fds_stay_put(bombs: Harness) -> N
 
 
 def test_r10_cpu_burn_is_throttled_to_the_quota(bombs: Harness) -> None:
-    cpu_stat = bombs.run("pass", key="burn") and bombs.cgroup_dir("burn", "cpu") / "cpu.stat"
-    usage_file = bombs.cgroup_dir("burn", "cpuacct") / "cpuacct.usage"
-    used_before = int(usage_file.read_text())
+    bombs.run("pass", key="burn")
+    cgroup = bombs.cgroup("burn")
+    used_before = cgroup.cpu_usage_ns()
     began = time.monotonic()
     bombs.run("import time\nend = time.monotonic() + 2\nwhile time.monotonic() < end:\n    pass", key="burn")
     wall = time.monotonic() - began
-    used = (int(usage_file.read_text()) - used_before) / 1e9
-    throttled = dict(line.split() for line in cpu_stat.read_text().splitlines())
-    assert int(throttled["nr_throttled"]) > 0
+    used = (cgroup.cpu_usage_ns() - used_before) / 1e9
+    assert cgroup.cpu_throttled() > 0
     assert used <= wall * bombs.config.cpus * 1.25 + 0.2  # type: ignore[operator]

@@ -98,8 +98,9 @@ class Backend(Protocol):
         """pids.max of the session cgroup for a user-visible limit of pids_max tasks."""
         ...
 
-    def prepare(self, spec: LaunchSpec, strong: bool) -> Launch:
-        """argv (as root when strong, else as ourselves) and fds for one kernel. Blocking."""
+    def prepare(self, spec: LaunchSpec, privileged: bool) -> Launch:
+        """argv and fds for one kernel. privileged (a root server): the sandbox runs as spec.uid with
+        its own staged filesystem; else as the server's own uid (allow_weak only). Blocking."""
         ...
 
     def release(self, spec: LaunchSpec) -> None:

@@ -58,7 +58,7 @@ class Bubblewrap:
     def host_pids_max(self, pids_max: int) -> int:
         return pids_max
 
-    def prepare(self, spec: LaunchSpec, strong: bool, command: Sequence[str] = ()) -> Launch:
+    def prepare(self, spec: LaunchSpec, privileged: bool, command: Sequence[str] = ()) -> Launch:
         """As Backend.prepare; `command` replaces the executor (the fork server's stub)."""
         command = list(command) or spec.executor_args
         launch = Launch([])
@@ -68,7 +68,7 @@ class Bubblewrap:
             seccomp_fd = _memfd("agentbox-seccomp", seccomp.bpf(arch))
             launch.owned_fds.append(seccomp_fd)
             launch.pass_fds = (seccomp_fd,)
-        if strong:
+        if privileged:
             stage = str(spec.stage_dir)
             launch.argv = [
                 "unshare", "--mount", "--propagation", "private", "--",

@@ -64,9 +64,9 @@ class GVisor:
     def container_id(self, spec: LaunchSpec) -> str:
         return f"agentbox-{spec.name}-{spec.generation}"
 
-    def prepare(self, spec: LaunchSpec, strong: bool) -> Launch:
+    def prepare(self, spec: LaunchSpec, privileged: bool) -> Launch:
         runsc = shutil.which("runsc", path=SEARCH_PATH)
-        if not strong or runsc is None:
+        if not privileged or runsc is None:
             raise SandboxUnavailable("the gVisor backend needs root and runsc (apt-get install runsc)")
         bundle = self._bundles / self.container_id(spec)
         _write_bundle(bundle, spec)

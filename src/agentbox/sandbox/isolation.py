@@ -26,7 +26,9 @@ class HostCapabilities:
     backend: str
     root: bool
     missing_tools: tuple[str, ...]
-    cgroups: bool
+    cgroups: cgroups.Hierarchy
+    cgroup_problem: str | None
+    """Why sessions get no cgroups here (no limits, no cgroup kill path), or None."""
     seccomp_arch: str | None
     backend_checks: tuple[Check, ...]
 
@@ -35,15 +37,19 @@ class HostCapabilities:
         return all(ok for _, ok, _ in self.backend_checks)
 
     @property
+    def privileged(self) -> bool:
+        """Sessions can run as their own host uid on their own sized filesystem (never as root)."""
+        return self.root and not self.missing_tools and self.backend_ok
+
+    @property
+    def limits(self) -> bool:
+        """Sessions get cgroups: memory, task and CPU caps, and the cgroup kill path."""
+        return self.privileged and self.cgroup_problem is None
+
+    @property
     def strong(self) -> bool:
         """Everything the full recipe needs is here."""
-        return (
-            self.root
-            and not self.missing_tools
-            and self.cgroups
-            and self.seccomp_arch is not None
-            and self.backend_ok
-        )
+        return self.limits and self.seccomp_arch is not None
 
 
 def probe(backend: Backend) -> HostCapabilities:
@@ -51,21 +57,46 @@ def probe(backend: Backend) -> HostCapabilities:
     tools = TOOLS.get(backend.name, ())
     missing = tuple(t for t in tools if shutil.which(t, path=SEARCH_PATH) is None)
     arch = seccomp.host_arch()
+    hierarchy = cgroups.detect()
     return HostCapabilities(
         backend=backend.name,
         root=os.geteuid() == 0,
         missing_tools=missing,
-        cgroups=cgroups.available(),
+        cgroups=hierarchy,
+        cgroup_problem=hierarchy.problem(),
         seccomp_arch=arch.name if arch else None,
         backend_checks=tuple(backend.checks()),
     )
 
 
 def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
-    limits = caps.cgroups and caps.root
-    cpus = f"{config.cpus:g} CPU (cfs_quota_us)" if config.cpus is not None else "no CPU cap configured"
+    """One line per protection. Without cgroups a root server still gives each session its own uid
+    and filesystem; only what needs a cgroup (or a per-session uid) is listed as missing."""
+    limits = caps.limits
+    hierarchy = caps.cgroups
+    if config.cpus is None:
+        cpus = "no CPU cap configured"
+    else:
+        cpus = (
+            f"{config.cpus:g} CPU ({hierarchy.cpu_knob})"
+            if limits
+            else f"no cgroup: {config.cpus:g} CPU not enforced"
+        )
+    if limits:
+        processes = f"{config.pids_max} processes+threads (pids.max / RLIMIT_NPROC)"
+    elif caps.privileged:
+        processes = (
+            f"{config.pids_max} processes+threads (RLIMIT_NPROC of the session's own uid; no pids.max)"
+        )
+    else:
+        processes = "no cgroup, and sessions share the server's uid: no per-session cap"
     checks: list[Check] = [
         *caps.backend_checks,
+        (
+            "cgroups",
+            limits,
+            hierarchy.describe() if limits else caps.cgroup_problem or "not root: no cgroups",
+        ),
         (
             "seccomp",
             caps.seccomp_arch is not None,
@@ -76,9 +107,9 @@ def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
         ),
         (
             "unprivileged uid",
-            caps.root,
+            caps.privileged,
             "one host uid per live session, no capabilities, no new privileges"
-            if caps.root
+            if caps.privileged
             else "not root: runs as the server's uid",
         ),
         ("clean env", True, "env -i before the sandbox; only an allowlist is set inside"),
@@ -92,15 +123,21 @@ def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
         ),
         (
             "private /mnt/data fs",
-            caps.root,
+            caps.privileged,
             f"{config.session_disk_mb} MiB tmpfs per session (ENOSPC past it), host path hidden"
-            if caps.root
+            if caps.privileged
             else "not root: a plain directory without a size limit",
         ),
-        ("memory limit", limits, f"{config.memory_mb} MiB cgroup memory(+swap) limit, OOM kill reported"),
-        ("process limit", limits, f"{config.pids_max} processes+threads (pids.max / RLIMIT_NPROC)"),
+        (
+            "memory limit",
+            limits,
+            f"{config.memory_mb} MiB cgroup memory(+swap) limit, OOM kill reported"
+            if limits
+            else f"no cgroup: {config.memory_mb} MiB not enforced",
+        ),
+        ("process limit", caps.privileged, processes),
         ("cpu limit", limits or config.cpus is None, cpus),
-        ("kill path", limits, "freezer FROZEN, SIGKILL every pid in the session cgroup, THAWED"),
+        ("kill path", limits or caps.backend == "bubblewrap", _kill_path(caps)),
         ("/tmp size", True, f"{config.tmp_size_mb} MiB tmpfs; /dev/shm {SHM_BYTES >> 20} MiB"),
         ("open files", True, f"RLIMIT_NOFILE {config.nofile}"),
         ("file size", True, f"RLIMIT_FSIZE {config.session_disk_mb} MiB"),
@@ -120,6 +157,19 @@ def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
     return checks
 
 
+def _kill_path(caps: HostCapabilities) -> str:
+    if caps.limits:
+        return caps.cgroups.kill_path()
+    if caps.backend == "bubblewrap":
+        return "no cgroup: SIGKILL of bwrap, whose pid 1 dies with it and takes its whole pid namespace"
+    return "no cgroup: runsc delete --force; a process that left the sandbox's tree could outlive it"
+
+
+def missing(checks: list[Check]) -> list[Check]:
+    """The protections not in force (the weak-mode switch itself is not a protection)."""
+    return [check for check in checks if not check[1] and check[0] != "weak mode allowed"]
+
+
 def forked(caps: HostCapabilities, config: SandboxConfig) -> bool:
     """Whether kernels are forked from the template (bubblewrap, strong mode, fork_server on)."""
     return caps.backend == "bubblewrap" and caps.strong and config.fork_server
@@ -137,8 +187,8 @@ def unavailable_reason(caps: HostCapabilities) -> str | None:
         )
     if caps.missing_tools:
         return f"missing tools: {', '.join(caps.missing_tools)}."
-    if not caps.cgroups:
-        return "cgroup v1 memory/pids/cpu/cpuacct/freezer controllers are not writable in /sys/fs/cgroup."
+    if caps.cgroup_problem:
+        return caps.cgroup_problem
     if caps.seccomp_arch is None:
         return f"no seccomp syscall table for this machine ({os.uname().machine})."
     return None

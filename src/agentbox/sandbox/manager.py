@@ -134,10 +134,15 @@ class SessionManager:
     def _prepare_dirs(self) -> None:
         sessions_dir = self._config.sessions_dir
         sessions_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self._caps is not None and self._caps.root and self._caps.cgroups:
+        if self._privileged:
             self._config.stage_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-            cgroups.sweep(self._cgroup_group)
-        if self._caps is not None and self._caps.root:
+        if self._limits:
+            try:
+                self._cgroups.prepare()
+            except OSError as exc:
+                raise SandboxUnavailable(f"cannot delegate the cgroup controllers: {exc}") from exc
+            self._cgroups.sweep(self._cgroup_group)
+        if self._privileged:
             self._backend.sweep()
         for mount_point in datadir.mounts_under(sessions_dir):
             datadir.remove_session_fs(mount_point)
@@ -158,16 +163,28 @@ class SessionManager:
         if self._forkserver is not None:
             await self._forkserver.aclose()
             self._forkserver = None
-        if self._strong:
+        if self._limits:
             # A session cgroup still busy when its teardown gave up (a sandbox slow to exit) would
             # otherwise outlive the server: kill and remove what is left, then the group.
-            await asyncio.to_thread(cgroups.sweep, self._cgroup_group)
-            await asyncio.to_thread(cgroups.remove_group, self._cgroup_group)
+            await asyncio.to_thread(self._cgroups.sweep, self._cgroup_group)
+            await asyncio.to_thread(self._cgroups.remove_group, self._cgroup_group)
+        if self._privileged:
             await asyncio.to_thread(self._backend.sweep)
 
     @property
-    def _strong(self) -> bool:
-        return self._caps is not None and self._caps.strong
+    def _privileged(self) -> bool:
+        """Sessions run as their own host uid on their own tmpfs (root server, tools present)."""
+        return self._caps is not None and self._caps.privileged
+
+    @property
+    def _limits(self) -> bool:
+        """Sessions get cgroups (limits and the cgroup kill path)."""
+        return self._caps is not None and self._caps.limits
+
+    @property
+    def _cgroups(self) -> cgroups.Hierarchy:
+        assert self._caps is not None
+        return self._caps.cgroups
 
     @property
     def backend(self) -> str:
@@ -291,22 +308,29 @@ class SessionManager:
         """The fork server's template process, when kernels are forked (its memory is shared)."""
         return self._forkserver.pid if self._forkserver is not None else None
 
+    def session_pids(self) -> dict[str, list[int]]:
+        """The host pids of each live or pooled session, read from its cgroup (none without cgroups)."""
+        sessions = [*self._sessions.values(), *self._pool]
+        return {s.name: s.cgroup.pids() for s in sessions if s.cgroup is not None}
+
     def pool_statistics(self) -> dict[str, int]:
         return {"ready": len(self._pool), "target": self._config.pool_size, "live": len(self._sessions)}
 
     def _create_session(self, session: _Session) -> None:
         cfg = self._config
-        if self._strong:
+        if self._privileged:
             datadir.mount_session_fs(
                 session.data_dir, session.name, cfg.session_disk_mb, session.uid, cfg.session_inodes
             )
-            session.cgroup = cgroups.SessionCgroup(self._cgroup_group, session.name)
+        if self._limits:
+            session.cgroup = self._cgroups.session(self._cgroup_group, session.name)
             try:
                 session.cgroup.create(cfg.memory_mb, self._backend.host_pids_max(cfg.pids_max), cfg.cpus)
             except OSError as exc:
+                session.cgroup.remove()
                 datadir.remove_session_fs(session.data_dir)
                 raise SandboxError(f"cannot create the session's cgroups: {exc.strerror}") from exc
-        else:
+        if not self._privileged:
             datadir.make_plain_dir(session.data_dir, None)
 
     async def close(self, key: str) -> None:
@@ -371,16 +395,17 @@ class SessionManager:
         backend = self._backend
         forkserver = self._forkserver
         if forkserver is not None and isinstance(backend, Bubblewrap):
-            launch = await asyncio.to_thread(backend.prepare, spec, self._strong, STUB)
+            launch = await asyncio.to_thread(backend.prepare, spec, self._privileged, STUB)
         else:
-            launch = await asyncio.to_thread(backend.prepare, spec, self._strong)
+            launch = await asyncio.to_thread(backend.prepare, spec, self._privileged)
         oom_baseline = await asyncio.to_thread(session.cgroup.oom_kills) if session.cgroup else 0
 
         async def kill_tree(spare: tuple[int, ...]) -> bool:
             cg = session.cgroup
-            if cg is None:  # weak mode: the process group and bwrap's pid namespace are all we have
+            if cg is None:  # weak mode: the process group and the backend's own teardown are all we have
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(spare[0], signal.SIGKILL)
+                await asyncio.to_thread(backend.release, spec)
                 return False
             await asyncio.to_thread(cg.kill, spare if backend.spare_outer else ())
             await asyncio.to_thread(backend.release, spec)
@@ -480,7 +505,7 @@ class SessionManager:
         return status, logs, reply.images
 
     async def _place(self, session: _Session, files: Sequence[InputFile]) -> None:
-        uid = session.uid if self._strong else None
+        uid = session.uid if self._privileged else None
         for file in files:
             if file.file_id in session.placed:
                 continue

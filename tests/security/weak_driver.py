@@ -1,0 +1,77 @@
+"""Runs real sessions on a host without cgroups and prints what the host saw, as JSON.
+
+test_weak_mode.py starts this under a private mount namespace with an empty tmpfs over
+/sys/fs/cgroup (a root server with no usable cgroups, AGENTBOX_ALLOW_WEAK_SANDBOX's case).
+argv: sessions dir, backend.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.sandbox_fixtures import Harness, host_pids
+
+MARKER = "987.654"  # a `sleep` argument no other process on the host uses
+
+
+def main() -> None:
+    sessions_dir, backend = Path(sys.argv[1]), sys.argv[2]
+    harness = Harness(sessions_dir, backend=backend, allow_weak=True, uid_base=1_360_000)
+    facts: dict[str, object] = {}
+    try:
+        facts["report"] = [list(check) for check in harness.manager.isolation_report()]
+        inside = harness.run(
+            f"import os, subprocess\nq = subprocess.Popen(['sleep', '{MARKER}'])\nprint(os.getuid())"
+        )
+        facts["uid_inside"] = inside.logs.strip()
+        facts["session_uid"] = harness.session_uid("thread_a")
+        facts["sleepers"] = _sleepers()
+        bomb = harness.run(
+            "import errno, os, time\n"
+            "made = 0\n"
+            "for _ in range(500):\n"
+            "    try:\n"
+            "        pid = os.fork()\n"
+            "    except OSError as e:\n"
+            "        print(errno.errorcode[e.errno], made); break\n"
+            "    if pid == 0:\n"
+            "        time.sleep(60); os._exit(0)\n"
+            "    made += 1\n",
+            key="bomb",
+        )
+        facts["bomb"] = bomb.logs.strip()
+        harness.call(harness.manager.close("thread_a"))
+        harness.call(harness.manager.close("bomb"))
+        facts["sleepers_after_close"] = _sleepers()
+    finally:
+        harness.close()
+    print(json.dumps(facts))
+
+
+def _sleepers() -> list[dict[str, int]]:
+    """Every host process running `sleep MARKER`: its real uid, and its parent's (the kernel's)."""
+    found = []
+    for pid in host_pids():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if cmdline[:2] != [b"sleep", MARKER.encode()]:
+                continue
+            found.append({"uid": _real_uid(pid), "parent_uid": _real_uid(_parent(pid))})
+        except (OSError, StopIteration, ValueError):
+            continue
+    return found
+
+
+def _real_uid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("Uid:")).split()[1])
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+
+
+if __name__ == "__main__":
+    main()
