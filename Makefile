@@ -1,5 +1,6 @@
-# Two commands for a new user: `make run` and `make test`. Both run `make setup` first,
-# which is idempotent and quick when nothing changed.
+# Two commands for a new user: `make run` and `make test`. `make run` sets up only what serving
+# needs (`make setup`); `make test` adds the test tools (`make test-setup`). Both are idempotent and
+# quick when nothing changed.
 PYTHON ?= python3
 VENV := .venv
 RUNTIME := .runtime
@@ -7,20 +8,33 @@ CLIENTS := .clients
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup system web run test lint typecheck bench clean
+.PHONY: setup test-setup system test-system web run test test-host test-cgroup2 lint typecheck bench clean
 
-setup: system web $(VENV)/.installed $(RUNTIME)/.installed $(CLIENTS)/openai3/.installed $(CLIENTS)/bench/.installed
+# Serving: the sandbox's Debian packages, the server's .venv, the sandbox's .runtime, the
+# playground's pinned browser libraries.
+setup: system web $(VENV)/.installed $(RUNTIME)/.installed
+
+# Testing, on top: chromium for the browser tests, the dev tools in .venv (pytest, ruff, mypy,
+# schemathesis, playwright, the Azure SDKs, jupyter_client), the extra client environments.
+test-setup: setup test-system $(VENV)/.dev-installed $(CLIENTS)/openai3/.installed $(CLIENTS)/bench/.installed
 
 system:
 	@bash scripts/system-packages.sh
 
-# The playground's pinned browser libraries (npm ci) and Debian's chromium for its browser tests.
+test-system:
+	@bash scripts/test-packages.sh
+
+# The playground's pinned browser libraries (npm ci).
 web:
 	@bash scripts/web-setup.sh
 
 # The server's environment.
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
 	$(VENV)/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e '.[dev]'
 	touch $@
 
@@ -48,20 +62,27 @@ $(CLIENTS)/bench/.installed: requirements/bench.txt $(RUNTIME)/.installed
 run: setup
 	$(VENV)/bin/agentbox serve --host $(HOST) --port $(PORT)
 
-test: setup
+# Everything on this host, then the cgroup v2 selection in a VM booted with the unified hierarchy
+# (scripts/cgroup2-vm), which this host cannot switch to.
+test: test-host test-cgroup2
+
+test-host: test-setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/pytest
 
-bench: setup
+test-cgroup2: test-setup
+	scripts/cgroup2-vm
+
+bench: test-setup
 	$(VENV)/bin/python -m bench.run
 
-lint: setup
+lint: test-setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 
-typecheck: setup
+typecheck: test-setup
 	$(VENV)/bin/mypy src
 
 clean:

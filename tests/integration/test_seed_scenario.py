@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import openai
+import pytest
 
 from tests.scripted_model import Code, Messages, ScriptedModel, Text, last_tool_output
 
@@ -52,6 +53,7 @@ def answer_with_total(messages: Messages) -> Text:
     )
 
 
+@pytest.mark.cgroup_v2
 def test_seed_scenario(client: openai.OpenAI, scripted_model: ScriptedModel, quarterly_csv: Path) -> None:
     with quarterly_csv.open("rb") as handle:
         uploaded = client.files.create(file=handle, purpose="assistants")

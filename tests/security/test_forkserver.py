@@ -18,6 +18,8 @@ import pytest
 from agentbox.sandbox import ExecutionStatus
 from tests.sandbox_fixtures import Harness
 
+pytestmark = pytest.mark.cgroup_v2  # the forked kernel's join into its session's cgroup
+
 NAMESPACES = ("user", "mnt", "net", "ipc", "uts", "pid", "cgroup")
 RANDOM_DRAWS = (
     "import random, numpy\n"

@@ -302,6 +302,7 @@ def test_runs_as_an_unprivileged_uid_inside_and_on_the_host(sandbox: Harness) ->
             assert {int(u) for u in uids} == {host_uid}
 
 
+@pytest.mark.cgroup_v2
 def test_every_session_process_stays_in_the_session_cgroup(sandbox: Harness) -> None:
     sandbox.run("import subprocess\nq = subprocess.Popen(['/bin/sleep', '30'])", key="cg")
     pids = set(sandbox.session_pids("cg"))

@@ -12,7 +12,7 @@ import pytest
 from agentbox.sandbox import ExecutionStatus, InputFile
 from tests.sandbox_fixtures import Harness, host_uids
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
 
 TIMEOUT_S = 1.5
 GRACE_S = 1.0

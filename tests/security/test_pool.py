@@ -10,7 +10,7 @@ import pytest
 from agentbox.sandbox import InputFile
 from tests.sandbox_fixtures import Harness
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from agentbox.sandbox import ExecutionStatus
 from agentbox.sandbox.kernel import OOM_MESSAGE
 from tests.sandbox_fixtures import Harness, host_pids
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
 
 
 @pytest.fixture(scope="module")

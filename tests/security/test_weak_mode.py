@@ -18,7 +18,7 @@ import pytest
 from tests.live_server import REPO
 from tests.security.test_doctor import WITHOUT_CGROUPS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
 
 
 def _weak_sessions(tmp_path: Path, backend: str) -> dict[str, object]:
@@ -34,17 +34,22 @@ def _weak_sessions(tmp_path: Path, backend: str) -> dict[str, object]:
     return facts
 
 
-def test_weak_mode_cells_run_as_the_sessions_own_unprivileged_host_uid(tmp_path: Path) -> None:
-    facts = _weak_sessions(tmp_path, "bubblewrap")
+def test_weak_mode_cells_run_as_the_sessions_own_unprivileged_host_uid(tmp_path: Path, backend: str) -> None:
+    facts = _weak_sessions(tmp_path, backend)
     session_uid = facts["session_uid"]
     assert isinstance(session_uid, int) and session_uid >= 1_360_000
-    assert facts["uid_inside"] == "1000"
-    # The cell's child and the kernel that started it, as the host sees them.
-    assert facts["sleepers"] == [{"uid": session_uid, "parent_uid": session_uid}]
+    if backend == "bubblewrap":
+        assert facts["uid_inside"] == "1000"  # mapped to session_uid
+        # The cell's child and the kernel that started it, as the host sees them.
+        assert facts["sleepers"] == [{"uid": session_uid, "parent_uid": session_uid}]
+    else:
+        assert facts["uid_inside"] == str(session_uid)  # gVisor: no uid map, the host uid itself
+        assert facts["sleepers"] == []  # inside gVisor's kernel, no host process
     missing = [name for name, ok, _ in facts["report"] if not ok]  # type: ignore[attr-defined]
     assert missing == ["cgroups", "memory limit", "cpu limit"]
-    # RLIMIT_NPROC on the session's own uid still stops a fork bomb.
+    # RLIMIT_NPROC on the session's own uid (gVisor: inside) still stops a fork bomb.
     name, made = str(facts["bomb"]).split()[-2:]
     assert name == "EAGAIN" and int(made) < 64
-    # Without a cgroup, killing bwrap ends its pid namespace: nothing the cell started survives.
+    # Without a cgroup, the kill path is the sandbox's own: nothing a session started survives.
     assert facts["sleepers_after_close"] == []
+    assert facts["left_after_close"] == []

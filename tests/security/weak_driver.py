@@ -28,6 +28,7 @@ def main() -> None:
         facts["uid_inside"] = inside.logs.strip()
         facts["session_uid"] = harness.session_uid("thread_a")
         facts["sleepers"] = _sleepers()
+        sessions = [(s.name, s.uid) for s in harness.manager._sessions.values()]
         bomb = harness.run(
             "import errno, os, time\n"
             "made = 0\n"
@@ -45,6 +46,7 @@ def main() -> None:
         harness.call(harness.manager.close("thread_a"))
         harness.call(harness.manager.close("bomb"))
         facts["sleepers_after_close"] = _sleepers()
+        facts["left_after_close"] = [pid for name, uid in sessions for pid in _processes_of(name, uid)]
     finally:
         harness.close()
     print(json.dumps(facts))
@@ -60,6 +62,18 @@ def _sleepers() -> list[dict[str, int]]:
                 continue
             found.append({"uid": _real_uid(pid), "parent_uid": _real_uid(_parent(pid))})
         except (OSError, StopIteration, ValueError):
+            continue
+    return found
+
+
+def _processes_of(session: str, uid: int) -> list[int]:
+    """Host processes of a session: running as its uid, or naming it (gVisor's runsc, gofer, sandbox)."""
+    found = []
+    for pid in host_pids():
+        try:
+            if _real_uid(pid) == uid or session.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except (OSError, StopIteration):
             continue
     return found
 

@@ -103,6 +103,11 @@ class Backend(Protocol):
         its own staged filesystem; else as the server's own uid (allow_weak only). Blocking."""
         ...
 
+    def kill_without_cgroup(self, outer_pid: int) -> None:
+        """Weak mode's kill path, where no cgroup holds the session: end the whole sandbox started
+        as outer_pid through what the backend itself guarantees. Blocking."""
+        ...
+
     def release(self, spec: LaunchSpec) -> None:
         """Tidy after the kernel's processes were killed (container records, bundles). Blocking."""
         ...

@@ -9,8 +9,10 @@ argument, never text formatted into code. The seccomp filter reaches bwrap as an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,6 +92,19 @@ class Bubblewrap:
                 *command,
             ]
         return launch
+
+    def kill_without_cgroup(self, outer_pid: int) -> None:
+        # The outer bwrap's one child is its pid namespace's pid 1: when it dies the kernel kills
+        # every process in the namespace, and the outer bwrap reaps it and exits. (Killing the outer
+        # bwrap instead leaves pid 1 to the host's init, as a zombie until it reaps.)
+        try:
+            with open(f"/proc/{outer_pid}/task/{outer_pid}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
+        except OSError:
+            children = []
+        for pid in children or [outer_pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def release(self, spec: LaunchSpec) -> None:
         return None  # the private mount namespace and staging tmpfs died with the processes

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,11 @@ class GVisor:
             "run", "--bundle", str(bundle), self.container_id(spec),
         ]  # fmt: skip
         return Launch(argv)
+
+    def kill_without_cgroup(self, outer_pid: int) -> None:
+        # runsc starts its sandbox and gofer with a parent-death SIGKILL: they end with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(outer_pid, signal.SIGKILL)
 
     def release(self, spec: LaunchSpec) -> None:
         self._forget(self.container_id(spec))

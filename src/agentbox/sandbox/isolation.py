@@ -137,7 +137,7 @@ def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
         ),
         ("process limit", caps.privileged, processes),
         ("cpu limit", limits or config.cpus is None, cpus),
-        ("kill path", limits or caps.backend == "bubblewrap", _kill_path(caps)),
+        ("kill path", limits or caps.privileged or caps.backend == "bubblewrap", _kill_path(caps)),
         ("/tmp size", True, f"{config.tmp_size_mb} MiB tmpfs; /dev/shm {SHM_BYTES >> 20} MiB"),
         ("open files", True, f"RLIMIT_NOFILE {config.nofile}"),
         ("file size", True, f"RLIMIT_FSIZE {config.session_disk_mb} MiB"),
@@ -162,7 +162,7 @@ def _kill_path(caps: HostCapabilities) -> str:
         return caps.cgroups.kill_path()
     if caps.backend == "bubblewrap":
         return "no cgroup: SIGKILL of bwrap, whose pid 1 dies with it and takes its whole pid namespace"
-    return "no cgroup: runsc delete --force; a process that left the sandbox's tree could outlive it"
+    return "no cgroup: SIGKILL of runsc, whose sandbox and gofer die with it (parent-death signal)"
 
 
 def missing(checks: list[Check]) -> list[Check]:

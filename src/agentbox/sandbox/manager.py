@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import secrets
-import signal
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -402,9 +401,8 @@ class SessionManager:
 
         async def kill_tree(spare: tuple[int, ...]) -> bool:
             cg = session.cgroup
-            if cg is None:  # weak mode: the process group and the backend's own teardown are all we have
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(spare[0], signal.SIGKILL)
+            if cg is None:  # weak mode: the backend's own kill path is all we have
+                await asyncio.to_thread(backend.kill_without_cgroup, spare[0])
                 await asyncio.to_thread(backend.release, spec)
                 return False
             await asyncio.to_thread(cg.kill, spare if backend.spare_outer else ())

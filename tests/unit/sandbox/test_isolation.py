@@ -66,10 +66,7 @@ def test_a_root_server_without_cgroups_misses_only_what_needs_a_cgroup(backend: 
     config = SandboxConfig(sessions_dir=Path("/tmp/x"), runtime_dir=Path("/tmp/r"), cpus=1.0, allow_weak=True)
     assert caps.privileged and not caps.limits
     missing = [name for name, _, _ in isolation.missing(isolation.report(caps, config))]
-    expected = ["cgroups", "memory limit", "cpu limit"]
-    if backend == "gvisor":
-        expected.append("kill path")
-    assert missing == expected
+    assert missing == ["cgroups", "memory limit", "cpu limit"]
 
 
 def test_cgroup_v2_without_delegated_controllers_says_which(tmp_path: Path) -> None:
