@@ -102,6 +102,30 @@ def test_the_template_holds_nothing_of_the_server(forked: Harness) -> None:
     assert forked.run(code, key="canary").logs.startswith("None ")
 
 
+def test_the_template_is_not_root_and_keeps_only_the_capabilities_to_enter_a_sandbox(forked: Harness) -> None:
+    status = _status(_template_pid(forked))
+    template_uid = forked.config.uid_base - 1
+    assert status["Uid"].split() == [str(template_uid)] * 4
+    assert status["Gid"].split() == [str(template_uid)] * 4 and status["Groups"].strip() == ""
+    # dac_override 1, setgid 6, setuid 7, sys_chroot 18, sys_ptrace 19, sys_admin 21: nothing else.
+    wanted = sum(1 << bit for bit in (1, 6, 7, 18, 19, 21))
+    for kind in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[kind], 16) == wanted, kind
+    # The kernel's parent, which waits inside the session's namespaces, keeps none of them.
+    forked.run("x = 1", key="caps")
+    by_inner = {_inner_pid(pid): pid for pid in forked.session_pids("caps")}
+    kernel = by_inner[int(forked.run("import os; print(os.getpid())", key="caps").logs)]
+    parent = _status(int(_status(kernel)["PPid"]))
+    assert parent["Uid"].split() == [str(forked.session_uid("caps"))] * 4
+    assert int(parent["CapEff"], 16) == int(parent["CapPrm"], 16) == 0
+    assert parent["NoNewPrivs"] == "1"
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
 def test_a_dead_template_costs_no_session(forked: Harness) -> None:
     forked.run("kept = 41", key="survivor")
     os.kill(_template_pid(forked), signal.SIGKILL)

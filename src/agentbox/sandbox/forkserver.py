@@ -35,12 +35,18 @@ log = logging.getLogger(__name__)
 
 INSIDE_DIR = Path(__file__).resolve().parent / "inside"
 STUB = ("/bin/sh", "-c", "echo ready && exec sleep infinity")
+TEMPLATE_CAPABILITIES = "-all,+sys_admin,+sys_chroot,+sys_ptrace,+setuid,+setgid,+dac_override"
+"""All the template keeps of root: setns and chroot into a stub's sandbox (sys_admin, sys_chroot), open
+the namespaces of a process of another uid (sys_ptrace), join the session's cgroup (dac_override on the
+root-owned cgroup.procs), and take the session's uid (setuid, setgid). No net_admin, sys_module,
+sys_rawio, mknod, kill, chown or file-owner override."""
 """What bwrap runs for a forked kernel: holds the namespaces the kernel joins, says when they are built."""
 REPLY_MAX = 4096
 STOP_WAIT_S = 5.0
 
 # $1 runtime  $2 inside, then the environment and the command for `env -i`. The runtime and the
 # template's code must sit at their in-sandbox paths, so that what it imported is found from inside.
+# The mounts need root; the command then drops to the template's own uid (setpriv).
 WRAPPER = r"""
 set -eu
 runtime="$1"; inside="$2"; shift 2
@@ -55,8 +61,9 @@ exec env -i "$@"
 
 
 class ForkServer:
-    def __init__(self, runtime_dir: Path, start_timeout_s: float) -> None:
+    def __init__(self, runtime_dir: Path, start_timeout_s: float, uid: int) -> None:
         self._runtime_dir = runtime_dir
+        self._uid = uid
         self._start_timeout_s = start_timeout_s
         self._proc: asyncio.subprocess.Process | None = None
         self._sock: socket.socket | None = None
@@ -74,10 +81,14 @@ class ForkServer:
     async def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = [f"{key}={value}" for key, value in ENV.items()]
+        caps = TEMPLATE_CAPABILITIES
         argv = [
             "unshare", "--mount", "--propagation", "slave", "--",
             "/bin/sh", "-c", WRAPPER, "agentbox-template", str(self._runtime_dir), str(INSIDE_DIR),
-            *env, *EXECUTOR[:-1], "/opt/agentbox/inside/forkserver.py", str(theirs.fileno()),
+            *env,
+            "/usr/bin/setpriv", "--reuid", str(self._uid), "--regid", str(self._uid), "--clear-groups",
+            f"--inh-caps={caps}", f"--ambient-caps={caps}", f"--bounding-set={caps}", "--",
+            *EXECUTOR[:-1], "/opt/agentbox/inside/forkserver.py", str(theirs.fileno()),
         ]  # fmt: skip
         try:
             self._proc = await asyncio.create_subprocess_exec(

@@ -110,7 +110,10 @@ class SessionManager:
             and isolation.forked(caps, self._config)
             and isinstance(self._backend, Bubblewrap)
         ):
-            forkserver = ForkServer(self._config.runtime_dir.resolve(), self._config.start_timeout_s)
+            # uid_base - 1: an unprivileged uid of its own, next to (never one of) the sessions'.
+            forkserver = ForkServer(
+                self._config.runtime_dir.resolve(), self._config.start_timeout_s, self._config.uid_base - 1
+            )
             await forkserver.start()
             self._forkserver = forkserver
         if self._reaper is None:

@@ -1,17 +1,19 @@
 """The template: imports the sandbox's libraries once; each bubblewrap session's kernel is a fork of it.
 
-Runs as root OUTSIDE any sandbox, started by the server (sandbox/forkserver.py) in a private mount
-namespace where the runtime and this folder sit at their in-sandbox paths (/opt/agentbox/...), so
-every module it imported stays importable from inside. It never runs user code. Per request (one
-SOCK_SEQPACKET message: JSON + the session's three pipe ends):
+Runs OUTSIDE any sandbox, started by the server (sandbox/forkserver.py) in a private mount namespace
+where the runtime and this folder sit at their in-sandbox paths (/opt/agentbox/...), so every module
+it imported stays importable from inside. It runs as an unprivileged uid of its own with only the
+capabilities entering a sandbox takes (forkserver.TEMPLATE_CAPABILITIES), and never runs user code.
+Per request (one SOCK_SEQPACKET message: JSON + the session's three pipe ends):
 
-    template ──fork──▶ entrant   root: joins the session's cgroups, then the namespaces of the
+    template ──fork──▶ entrant   joins the session's cgroups, then the namespaces of the
                                  session's bwrap stub (cgroup, ipc, uts, net, pid, mnt) and its root
                          │──fork──▶ kernel   joins the stub's user namespace, uid/gid 1000, no
                          │                   capabilities, no new privileges, hard rlimits, the
                          │                   session's seccomp filter, checks all of that in
                          │                   /proc/self/status (else exits), runs executor.serve()
-                         └ drops to the session's host uid, waits for the kernel, reports its exit
+                         └ drops to the session's host uid and every capability, waits for the
+                           kernel, reports its exit
                            status as an `exit` frame on the protocol pipe, exits
 
 bwrap built the namespaces, mounts, uid map and /proc of the stub; the kernel only joins them, so
@@ -167,7 +169,8 @@ def _entrant(request: dict[str, Any], fds: list[int], cap_last: int) -> NoReturn
     os.closerange(0, proto_out)
     os.closerange(proto_out + 1, os.sysconf("SC_OPEN_MAX"))
     os.setresgid(host_uid, host_uid, host_uid)
-    os.setresuid(host_uid, host_uid, host_uid)  # leaves root: every capability is gone
+    os.setresuid(host_uid, host_uid, host_uid)
+    _clear_capabilities()  # a change between two non-zero uids keeps them
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     while True:
         try:
@@ -198,9 +201,7 @@ def _become_kernel(
         os.setresuid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
         # uid 0 is unmapped in the session's user namespace, so setresuid kept the capabilities
         # setns gave us there: clear them explicitly.
-        header, data = _CapHeader(CAP_VERSION_3, 0), (_CapData * 2)()
-        _check(libc.capset(ctypes.byref(header), data), "capset")
-        _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+        _clear_capabilities()
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
         # After the uid change, which clears it: bwrap's --die-with-parent, towards the entrant.
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -222,6 +223,12 @@ def _become_kernel(
         os._exit(72)
     executor.serve(int(request["output_limit"]), int(request["max_images"]))
     os._exit(0)
+
+
+def _clear_capabilities() -> None:
+    header, data = _CapHeader(CAP_VERSION_3, 0), (_CapData * 2)()
+    _check(libc.capset(ctypes.byref(header), data), "capset")
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
 
 
 def _verify() -> None:
