@@ -15,7 +15,7 @@ import pytest
 from agentbox.sandbox import cgroups
 from tests.live_server import AGENTBOX, READY, REPO
 
-pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
+pytestmark = pytest.mark.slow
 
 WITHOUT_CGROUPS = [
     "unshare", "--mount", "--propagation", "private", "--",
@@ -44,6 +44,7 @@ def agentbox(
     )
 
 
+@pytest.mark.cgroup_v2
 @pytest.mark.parametrize("backend", ["bubblewrap", "gvisor"])
 def test_doctor_lists_every_protection_in_force_on_a_full_host(tmp_path: Path, backend: str) -> None:
     done = agentbox(tmp_path, "doctor", AGENTBOX_SANDBOX=backend)

@@ -18,8 +18,6 @@ import pytest
 from agentbox.sandbox import ExecutionStatus
 from tests.sandbox_fixtures import Harness
 
-pytestmark = pytest.mark.cgroup_v2  # the forked kernel's join into its session's cgroup
-
 NAMESPACES = ("user", "mnt", "net", "ipc", "uts", "pid", "cgroup")
 RANDOM_DRAWS = (
     "import random, numpy\n"
@@ -70,6 +68,7 @@ def test_a_kernel_killed_by_a_signal_says_which(sandbox: Harness) -> None:
     assert sandbox.run("print('back')", key="segv").logs.strip() == "back"
 
 
+@pytest.mark.cgroup_v2
 def test_forked_kernel_joins_every_namespace_of_its_stub_and_none_of_the_template(forked: Harness) -> None:
     forked.run("x = 1", key="ns")
     pids = forked.session_pids("ns")

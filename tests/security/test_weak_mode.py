@@ -18,7 +18,7 @@ import pytest
 from tests.live_server import REPO
 from tests.security.test_doctor import WITHOUT_CGROUPS
 
-pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
+pytestmark = pytest.mark.slow
 
 
 def _weak_sessions(tmp_path: Path, backend: str) -> dict[str, object]:
