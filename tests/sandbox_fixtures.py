@@ -25,8 +25,12 @@ RUNTIME = REPO / ".runtime"
 BACKENDS = ("bubblewrap", "gvisor")
 SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
+IN_EMULATED_VM = os.environ.get("CGROUP2_VM") == "1"
+"""Inside scripts/cgroup2-vm: without KVM, a gVisor kernel takes minutes to start, not seconds."""
+
 # Small limits (spec/sandbox.md §2 harness): a broken build cannot take the machine down.
 SMALL_LIMITS: dict[str, Any] = {
+    "start_timeout_s": 600.0 if IN_EMULATED_VM else 30.0,
     "exec_timeout_s": 10.0,
     "interrupt_grace_s": 1.0,
     "session_disk_mb": 32,

@@ -38,6 +38,10 @@ class SessionCgroup(ABC):
         """How many processes the kernel's OOM killer ended in this cgroup so far."""
 
     @abstractmethod
+    def memory_limit(self) -> int:
+        """The memory cap in bytes."""
+
+    @abstractmethod
     def pids_current(self) -> int: ...
 
     @abstractmethod

@@ -44,6 +44,9 @@ class SessionCgroupV1(SessionCgroup):
     def oom_kills(self) -> int:
         return read_keyed(self._dir["memory"] / "memory.oom_control").get("oom_kill", 0)
 
+    def memory_limit(self) -> int:
+        return read_int(self._dir["memory"] / "memory.limit_in_bytes")
+
     def pids_current(self) -> int:
         return read_int(self._dir["pids"] / "pids.current")
 

@@ -61,6 +61,9 @@ class SessionCgroupV2(SessionCgroup):
     def oom_kills(self) -> int:
         return read_keyed(self._dir / "memory.events").get("oom_kill", 0)
 
+    def memory_limit(self) -> int:
+        return read_int(self._dir / "memory.max")
+
     def pids_current(self) -> int:
         return read_int(self._dir / "pids.current")
 
