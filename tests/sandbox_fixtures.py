@@ -25,8 +25,8 @@ RUNTIME = REPO / ".runtime"
 BACKENDS = ("bubblewrap", "gvisor")
 SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
-IN_EMULATED_VM = os.environ.get("CGROUP2_VM") == "1"
-"""Inside scripts/cgroup2-vm: without KVM, a gVisor kernel takes minutes to start, not seconds."""
+IN_EMULATED_VM = os.environ.get("CGROUP2_VM_ACCEL") == "tcg"
+"""Inside scripts/cgroup2-vm under software emulation: a gVisor kernel takes minutes to start."""
 
 # Small limits (spec/sandbox.md §2 harness): a broken build cannot take the machine down.
 SMALL_LIMITS: dict[str, Any] = {
