@@ -4,10 +4,4 @@
 # installs its own (scripts/cgroup2-vm).
 set -euo pipefail
 command -v chromium >/dev/null 2>&1 && exit 0
-if [ "$(id -u)" -ne 0 ]; then
-  echo "the browser tests need chromium (run: sudo apt-get install chromium)" >&2
-  exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq chromium
+exec "$(dirname "$0")/apt-install" "the browser tests" chromium

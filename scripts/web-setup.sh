@@ -5,15 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WEB=src/agentbox/web
-if ! command -v npm >/dev/null 2>&1; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "the playground needs npm (run: sudo apt-get install npm)" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq npm
-fi
+command -v npm >/dev/null 2>&1 || scripts/apt-install "the playground" npm
 # npm ci only when the lockfile differs from the one last installed.
 if ! cmp -s "$WEB/package-lock.json" "$WEB/node_modules/.agentbox-installed-lock.json"; then
   npm ci --prefix "$WEB" --no-audit --no-fund --loglevel=error

@@ -43,6 +43,20 @@ SMALL_LIMITS: dict[str, Any] = {
     "output_limit_bytes": 64 * 1024,
 }
 
+FORK_BOMB = (
+    "import errno, os, time\n"
+    "made = 0\n"
+    "for _ in range(500):\n"  # bounded: a broken limit fails the test, not the machine
+    "    try:\n"
+    "        pid = os.fork()\n"
+    "    except OSError as e:\n"
+    "        print(errno.errorcode[e.errno], made); break\n"
+    "    if pid == 0:\n"
+    "        time.sleep(60); os._exit(0)\n"
+    "    made += 1\n"
+)
+"""Forks until refused; prints the errno's name and how many forks succeeded."""
+
 
 def skip_reason() -> str | None:
     """Why real sandboxes cannot run here, or None."""

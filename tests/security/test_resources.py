@@ -15,7 +15,7 @@ import pytest
 
 from agentbox.sandbox import ExecutionStatus
 from agentbox.sandbox.kernel import OOM_MESSAGE
-from tests.sandbox_fixtures import Harness, host_pids
+from tests.sandbox_fixtures import FORK_BOMB, Harness, host_pids
 
 pytestmark = pytest.mark.slow
 
@@ -48,19 +48,7 @@ def _in_session(pid: int, procs_files: list[object]) -> bool:
 @pytest.mark.cgroup_v2
 def test_r1_fork_bomb_stops_at_the_task_limit_and_dies_with_the_session(bombs: Harness) -> None:
     before = host_pids()
-    code = (
-        "import errno, os, time\n"
-        "made = 0\n"
-        "for _ in range(500):\n"
-        "    try:\n"
-        "        pid = os.fork()\n"
-        "    except OSError as e:\n"
-        "        print(errno.errorcode[e.errno], made); break\n"
-        "    if pid == 0:\n"
-        "        time.sleep(60); os._exit(0)\n"
-        "    made += 1\n"
-    )
-    result = bombs.run(code, key="fork")
+    result = bombs.run(FORK_BOMB, key="fork")
     if bombs.backend == "gvisor" and result.oom:
         # Differs under gVisor: forked copies of the kernel count in full against the sandbox's one
         # memory file, so the memory cgroup may kill the whole sandbox before RLIMIT_NPROC bites.

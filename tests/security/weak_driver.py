@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.sandbox_fixtures import Harness, host_pids
+from tests.sandbox_fixtures import FORK_BOMB, Harness, host_pids
 
 MARKER = "987.654"  # a `sleep` argument no other process on the host uses
 
@@ -29,19 +29,7 @@ def main() -> None:
         facts["session_uid"] = harness.session_uid("thread_a")
         facts["sleepers"] = _sleepers()
         sessions = [(s.name, s.uid) for s in harness.manager._sessions.values()]
-        bomb = harness.run(
-            "import errno, os, time\n"
-            "made = 0\n"
-            "for _ in range(500):\n"
-            "    try:\n"
-            "        pid = os.fork()\n"
-            "    except OSError as e:\n"
-            "        print(errno.errorcode[e.errno], made); break\n"
-            "    if pid == 0:\n"
-            "        time.sleep(60); os._exit(0)\n"
-            "    made += 1\n",
-            key="bomb",
-        )
+        bomb = harness.run(FORK_BOMB, key="bomb")
         facts["bomb"] = bomb.logs.strip()
         harness.call(harness.manager.close("thread_a"))
         harness.call(harness.manager.close("bomb"))
