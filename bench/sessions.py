@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from agentbox.sandbox import ExecutionStatus, InputFile, SandboxConfig, SessionManager
+from agentbox.sandbox import ExecutionStatus, InputFile, SandboxConfig, SessionManager, cgroups
 from agentbox.sandbox.config import default_pool_size
 from bench.stats import Figure, ms
 
@@ -155,6 +156,17 @@ def memory_of(pids: list[int]) -> tuple[int, int]:
         uss += fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
         pss += fields.get("Pss", 0)
     return uss, pss
+
+
+def session_pids(sessions_dir: Path) -> dict[str, list[int]]:
+    """The processes of each live session of another process's manager (a server), by its cgroup.
+
+    A manager groups its sessions' cgroups under agentbox-<sha256(sessions dir)[:12]>.
+    """
+    digest = hashlib.sha256(os.fsencode(sessions_dir.resolve())).hexdigest()[:12]
+    group = f"agentbox-{digest}"
+    hierarchy = cgroups.detect()
+    return {name: hierarchy.session(group, name).pids() for name in hierarchy.session_names(group)}
 
 
 async def idle_memory(sandbox: SessionManager, sessions: int) -> tuple[list[float], list[float]]:
