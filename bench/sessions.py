@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import os
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from agentbox.sandbox import ExecutionStatus, InputFile, SandboxConfig, SessionManager, cgroups
 from agentbox.sandbox.config import default_pool_size
+from agentbox.sandbox.manager import cgroup_group
 from bench.stats import Figure, ms
 
 CSV_NAME = "synthetic_500_quarterly_results.csv"
@@ -159,12 +159,8 @@ def memory_of(pids: list[int]) -> tuple[int, int]:
 
 
 def session_pids(sessions_dir: Path) -> dict[str, list[int]]:
-    """The processes of each live session of another process's manager (a server), by its cgroup.
-
-    A manager groups its sessions' cgroups under agentbox-<sha256(sessions dir)[:12]>.
-    """
-    digest = hashlib.sha256(os.fsencode(sessions_dir.resolve())).hexdigest()[:12]
-    group = f"agentbox-{digest}"
+    """The processes of each live session of another process's manager (a server), by its cgroup."""
+    group = cgroup_group(sessions_dir)
     hierarchy = cgroups.detect()
     return {name: hierarchy.session(group, name).pids() for name in hierarchy.session_names(group)}
 

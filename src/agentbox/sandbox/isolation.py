@@ -137,7 +137,7 @@ def report(caps: HostCapabilities, config: SandboxConfig) -> list[Check]:
         ),
         ("process limit", caps.privileged, processes),
         ("cpu limit", limits or config.cpus is None, cpus),
-        ("kill path", limits or caps.privileged or caps.backend == "bubblewrap", _kill_path(caps)),
+        ("kill path", caps.privileged or caps.backend == "bubblewrap", _kill_path(caps)),
         ("/tmp size", True, f"{config.tmp_size_mb} MiB tmpfs; /dev/shm {SHM_BYTES >> 20} MiB"),
         ("open files", True, f"RLIMIT_NOFILE {config.nofile}"),
         ("file size", True, f"RLIMIT_FSIZE {config.session_disk_mb} MiB"),

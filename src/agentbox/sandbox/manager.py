@@ -64,6 +64,13 @@ class _Session:
     expired: bool = False
 
 
+def cgroup_group(sessions_dir: Path) -> str:
+    """The parent cgroup of a manager's sessions: one per sessions dir, so two managers (a server and
+    a test run) never sweep each other's sessions."""
+    digest = hashlib.sha256(os.fsencode(sessions_dir.resolve())).hexdigest()[:12]
+    return f"agentbox-{digest}"
+
+
 def make_backend(config: SandboxConfig, group: str) -> Backend:
     if config.backend == "bubblewrap":
         return Bubblewrap()
@@ -80,10 +87,7 @@ class SessionManager:
         self._free_slots = list(range(config.max_sessions - 1, -1, -1))
         self._registry_lock = asyncio.Lock()
         self._caps: isolation.HostCapabilities | None = None
-        # Cgroups are grouped per sessions_dir, so two managers (a server and a test run) never sweep
-        # each other's sessions.
-        digest = hashlib.sha256(os.fsencode(config.sessions_dir.resolve())).hexdigest()[:12]
-        self._cgroup_group = f"agentbox-{digest}"
+        self._cgroup_group = cgroup_group(config.sessions_dir)
         self._backend = make_backend(config, self._cgroup_group)
         self._reaper: asyncio.Task[None] | None = None
         self._reaper_wake = asyncio.Event()
@@ -406,11 +410,10 @@ class SessionManager:
             cg = session.cgroup
             if cg is None:  # weak mode: the backend's own kill path is all we have
                 await asyncio.to_thread(backend.kill_without_cgroup, spare[0])
-                await asyncio.to_thread(backend.release, spec)
-                return False
-            await asyncio.to_thread(cg.kill, spare if backend.spare_outer else ())
+            else:
+                await asyncio.to_thread(cg.kill, spare if backend.spare_outer else ())
             await asyncio.to_thread(backend.release, spec)
-            return await asyncio.to_thread(cg.oom_kills) > oom_baseline
+            return cg is not None and await asyncio.to_thread(cg.oom_kills) > oom_baseline
 
         try:
             if forkserver is not None:
