@@ -12,6 +12,7 @@ from agentbox.access_tokens import TokenSigner
 from agentbox.api import assistants, azure, errors, files, messages, runs, threads, tokens
 from agentbox.api.deps import require_key
 from agentbox.config import Settings
+from agentbox.engine.assistants import AssistantsRunner
 from agentbox.engine.events import RunEvents
 from agentbox.engine.loop import AgentLoop, LoopLimits
 from agentbox.engine.runs import RunEngine
@@ -32,8 +33,10 @@ def build_app(
     model = OpenAICompatibleModel(settings.model_base_url, settings.model_api_key, settings.model_timeout_s)
     sandbox = SessionManager(settings.sandbox_config())
     events = RunEvents()
-    loop = AgentLoop(store, blobs, model, sandbox, events, LoopLimits(max_tool_steps=settings.max_tool_steps))
-    engine = RunEngine(store, loop, events, run_ttl_s=settings.run_expires_s)
+    loop = AgentLoop(model, sandbox, LoopLimits(max_tool_steps=settings.max_tool_steps))
+    engine = RunEngine(
+        store, AssistantsRunner(store, blobs, loop, events), events, run_ttl_s=settings.run_expires_s
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from agentbox.engine.assistants import AssistantsRunner
 from agentbox.engine.events import DONE, RunEvents
-from agentbox.engine.loop import AgentLoop
 from agentbox.errors import Conflict
 from agentbox.ids import new_id, now
 from agentbox.store.database import Store
@@ -44,9 +44,11 @@ class RunRequest:
 
 
 class RunEngine:
-    def __init__(self, store: Store, loop: AgentLoop, events: RunEvents, run_ttl_s: int = 600) -> None:
+    def __init__(
+        self, store: Store, runner: AssistantsRunner, events: RunEvents, run_ttl_s: int = 600
+    ) -> None:
         self._store = store
-        self._loop = loop
+        self._runner = runner
         self.events = events
         self._run_ttl_s = run_ttl_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -128,7 +130,7 @@ class RunEngine:
     ) -> RunRecord:
         """Hand the client's function results to the waiting run; it goes on in the background."""
         run = await self._store.get(RunRecord, run_id, thread_id=thread_id)
-        self._loop.submit_tool_outputs(run, tool_outputs)
+        self._runner.submit_tool_outputs(run, tool_outputs)
         # In progress before the answer goes back, so a poller never sees the old requires_action.
         run = await self._store.change(RunRecord, run.id, status=RunStatus.IN_PROGRESS, required_action=None)
         await self.events.publish(run.id, "thread.run.in_progress", run)
@@ -141,15 +143,19 @@ class RunEngine:
             await asyncio.wait({task})
 
     def _start(self, run: RunRecord) -> None:
+        self._tasks[run.id] = self.spawn(self._supervise(run), f"run {run.id}")
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Start work the engine owns (a run, a response) in its task group, not in a request's."""
         if self._group is None:
             raise RuntimeError("RunEngine.open() must be entered before runs are created.")
-        self._tasks[run.id] = self._group.create_task(self._supervise(run), name=f"run {run.id}")
+        return self._group.create_task(work, name=name)
 
     async def _supervise(self, run: RunRecord) -> None:
         deadline = asyncio.get_running_loop().time() + max(0, (run.expires_at or now()) - now())
         try:
             async with asyncio.timeout_at(deadline):
-                await self._loop.run(run)
+                await self._runner.run(run)
         except TimeoutError:
             await self._end_steps(run, "expired")
             expired = await self._store.change(RunRecord, run.id, status=RunStatus.EXPIRED)

@@ -53,6 +53,8 @@ class ChatRequest:
     top_p: float | None = None
     max_tokens: int | None = None
     parallel_tool_calls: bool | None = None
+    response_format: Any = None
+    """JSON mode or a json_schema, in chat-completions form; None for plain text."""
 
 
 class ChatModel(Protocol):

@@ -97,7 +97,7 @@ def _options(request: ChatRequest) -> dict[str, Any]:
             options["tool_choice"] = request.tool_choice
         if request.parallel_tool_calls is not None:
             options["parallel_tool_calls"] = request.parallel_tool_calls
-    for name in ("temperature", "top_p", "max_tokens"):
+    for name in ("temperature", "top_p", "max_tokens", "response_format"):
         if (value := getattr(request, name)) is not None:
             options[name] = value
     return options

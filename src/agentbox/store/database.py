@@ -20,10 +20,16 @@ from sqlalchemy.engine import Connection
 from agentbox.errors import InvalidRequest, NotFound
 from agentbox.store import tables
 from agentbox.store.records import (
+    AgentVersionRecord,
     AssistantRecord,
+    ContainerFileRecord,
+    ContainerRecord,
+    ConversationItemRecord,
+    ConversationRecord,
     FileRecord,
     MessageRecord,
     Page,
+    ResponseRecord,
     RunRecord,
     RunStatus,
     StepRecord,
@@ -42,6 +48,12 @@ _TABLE_OF: dict[type[Any], Table] = {
     MessageRecord: tables.messages,
     RunRecord: tables.runs,
     StepRecord: tables.run_steps,
+    ResponseRecord: tables.responses,
+    ConversationRecord: tables.conversations,
+    ConversationItemRecord: tables.conversation_items,
+    ContainerRecord: tables.containers,
+    ContainerFileRecord: tables.container_files,
+    AgentVersionRecord: tables.agent_versions,
 }
 _NOUN_OF: dict[type[Any], str] = {
     FileRecord: "file",
@@ -50,6 +62,12 @@ _NOUN_OF: dict[type[Any], str] = {
     MessageRecord: "message",
     RunRecord: "run",
     StepRecord: "run step",
+    ResponseRecord: "response",
+    ConversationRecord: "conversation",
+    ConversationItemRecord: "conversation item",
+    ContainerRecord: "container",
+    ContainerFileRecord: "container file",
+    AgentVersionRecord: "agent version",
 }
 
 
@@ -143,6 +161,14 @@ class Store:
     async def remove(self, cls: type[R], record_id: str) -> None:
         table = _TABLE_OF[cls]
         await self._run(lambda c: c.execute(delete(table).where(table.c.id == record_id)))
+
+    async def remove_all(self, cls: type[R], **where: str) -> None:
+        """Delete every matching record (a conversation's items, a container's files)."""
+        table = _TABLE_OF[cls]
+        query = delete(table)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        await self._run(lambda c: c.execute(query))
 
     async def page(
         self,

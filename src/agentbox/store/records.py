@@ -129,3 +129,74 @@ class StepRecord:
 class Page(Generic[T]):
     items: list[T]
     has_more: bool
+
+
+# --- the Responses generation ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseRecord:
+    id: str
+    created_at: int
+    status: str
+    data: Json
+    """The response object as the API returns it, output included."""
+    input_items: list[Json] = field(default_factory=list)
+    """This response's own input, as items with ids (GET /responses/{id}/input_items)."""
+    previous_response_id: str | None = None
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    id: str
+    created_at: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationItemRecord:
+    id: str
+    created_at: int
+    conversation_id: str
+    data: Json
+    """The item in its wire shape (message, function_call, code_interpreter_call, …), `id` included."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecord:
+    id: str
+    created_at: int
+    name: str
+    status: str
+    """running | expired (expired is final: its session and files are gone)."""
+    last_active_at: int
+    expires_after_minutes: int
+    memory_limit: str
+    """One of OpenAI's tiers: 1g, 4g, 16g, 64g."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerFileRecord:
+    id: str
+    created_at: int
+    container_id: str
+    path: str
+    """Where the code sees it: /mnt/data/<name>."""
+    bytes: int
+    source: str
+    """user (uploaded or copied from /files) | assistant (written by the code)."""
+    blob: str
+    """Location of a copy of the bytes relative to the blob root."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentVersionRecord:
+    id: str
+    created_at: int
+    name: str
+    version: str
+    definition: Json
+    """The prompt agent definition: kind, model, instructions, tools, …"""
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)

@@ -114,3 +114,79 @@ run_steps = Table(
     Column("usage", JSON),
     Index("ix_steps_run", "run_id", "seq"),
 )
+
+# --- the Responses generation ----------------------------------------------------------------
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("input_items", JSON, nullable=False),
+    Column("previous_response_id", String(64)),
+    Column("conversation_id", String(64)),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("metadata", JSON, nullable=False),
+)
+
+conversation_items = Table(
+    "conversation_items",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("conversation_id", String(64), nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_conversation_items_conversation", "conversation_id", "seq"),
+)
+
+containers = Table(
+    "containers",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("last_active_at", Integer, nullable=False),
+    Column("expires_after_minutes", Integer, nullable=False),
+    Column("memory_limit", String(8), nullable=False),
+)
+
+container_files = Table(
+    "container_files",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("container_id", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("blob", Text, nullable=False),
+    Index("ix_container_files_container", "container_id", "seq"),
+)
+
+agent_versions = Table(
+    "agent_versions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("version", String(16), nullable=False),
+    Column("description", Text),
+    Column("metadata", JSON, nullable=False),
+    Column("definition", JSON, nullable=False),
+    Index("ix_agent_versions_name", "name", "seq"),
+)

@@ -1,0 +1,323 @@
+"""An Assistants run on the shared agent loop: run steps, messages and `thread.*` events.
+
+The run's model conversation is built from the assistant, the thread's messages and its files;
+code runs in the thread's sandbox session. Function calls pause the run in requires_action until
+the client submits their outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from agentbox.engine import outputs, prompt
+from agentbox.engine.answer import AnswerWriter
+from agentbox.engine.events import RunEvents
+from agentbox.engine.loop import AgentLoop, RunFailed, Usage, code_tool_choice
+from agentbox.engine.publisher import Publisher
+from agentbox.engine.surface import CodeSink, FunctionSink, MessageSink, Task
+from agentbox.engine.toolsteps import CodeStep, FunctionStep
+from agentbox.errors import InvalidRequest, ModelError, NotFound
+from agentbox.ids import new_id, now
+from agentbox.llm.base import Completion, ToolCall
+from agentbox.sandbox import Execution, InputFile, safe_name
+from agentbox.store.blobs import BlobStore
+from agentbox.store.database import Store
+from agentbox.store.records import (
+    AssistantRecord,
+    FileRecord,
+    MessageRecord,
+    RunRecord,
+    RunStatus,
+    ThreadRecord,
+)
+
+log = logging.getLogger(__name__)
+
+OUTPUT_PURPOSE = "assistants_output"
+
+
+def turn_usage(completion: Completion) -> dict[str, int]:
+    return {
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+    }
+
+
+def _run_usage(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+class OutputFiles:
+    """Files the sandbox hands the user, stored as `assistants_output` files."""
+
+    def __init__(self, store: Store, blobs: BlobStore, loop: AgentLoop) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._sandbox = loop.sandbox
+
+    async def image(self, filename: str, data: bytes) -> str:
+        file_id = new_id("file-")
+        path, size = await self._blobs.save_bytes(file_id, data)
+        return await self._record(file_id, filename, path, size)
+
+    async def session_file(self, session_key: str, name: str) -> str:
+        """The session's /mnt/data/<name> as an output file, copied in the kernel; NotFound if absent."""
+        file_id = new_id("file-")
+
+        async def copy(target: Path) -> int:
+            return await self._sandbox.copy_file_out(session_key, name, target)
+
+        path, size = await self._blobs.save_with(file_id, copy)
+        return await self._record(file_id, name, path, size)
+
+    async def _record(self, file_id: str, filename: str, path: str, size: int) -> str:
+        record = FileRecord(
+            id=file_id, created_at=now(), filename=filename, size=size, purpose=OUTPUT_PURPOSE, path=path
+        )
+        await self._store.add(record)
+        return file_id
+
+
+class _Answer:
+    """The Assistants message of a turn; the figures shown since the last message lead it."""
+
+    def __init__(self, surface: _RunSurface) -> None:
+        self._surface = surface
+        self._writer = AnswerWriter(surface.publisher, surface.run, surface.images)
+
+    @property
+    def started(self) -> bool:
+        return self._writer.started
+
+    async def write(self, text: str) -> None:
+        await self._writer.write(text)
+
+    async def finish(self, completion: Completion, incomplete_reason: str | None) -> None:
+        store_file = partial(self._surface.files.session_file, self._surface.run.thread_id)
+        # A message's own reason vocabulary differs from the run's (spec §1.3).
+        await self._writer.finish(
+            store_file, turn_usage(completion), "max_tokens" if incomplete_reason else None
+        )
+        self._surface.images.clear()
+
+
+class _CodeCall:
+    def __init__(self, surface: _RunSurface, step: CodeStep) -> None:
+        self._surface = surface
+        self._step = step
+
+    async def arguments(self, piece: str) -> None:
+        await self._step.arguments(piece)
+
+    async def complete(self, call: ToolCall) -> str:
+        return await self._step.complete(call)
+
+    async def finish(self, code: str, execution: Execution, completion: Completion) -> str:
+        images = [
+            outputs.StoredImage(await self._surface.files.image(f"image-{i}.png", data))
+            for i, data in enumerate(execution.images, start=1)
+        ]
+        await self._step.finish(code, outputs.step_outputs(execution, images), turn_usage(completion))
+        self._surface.images.extend(image.file_id for image in images)
+        return outputs.model_feedback(execution, images)
+
+
+class _RunSurface:
+    def __init__(self, runner: AssistantsRunner, publisher: Publisher, run: RunRecord) -> None:
+        self._runner = runner
+        self.publisher = publisher
+        self.run = run
+        self.files = runner.files
+        self.images: list[str] = []
+
+    def message(self) -> MessageSink:
+        return _Answer(self)
+
+    async def code_call(self, model_call_id: str | None) -> CodeSink:
+        step = CodeStep(self.publisher, self.run, model_call_id)
+        await step.start()
+        return _CodeCall(self, step)
+
+    async def function_call(self, model_call_id: str | None, name: str) -> FunctionSink | None:
+        return None  # an Assistants run shows function calls only once the model's turn is over
+
+    async def function_results(
+        self, calls: list[ToolCall], sinks: list[FunctionSink | None], completion: Completion
+    ) -> dict[str, str] | None:
+        return await self._runner.ask_client(self.publisher, self.run, calls, completion)
+
+
+class AssistantsRunner:
+    def __init__(self, store: Store, blobs: BlobStore, loop: AgentLoop, events: RunEvents) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._loop = loop
+        self._events = events
+        self.files = OutputFiles(store, blobs, loop)
+        self._pending: dict[str, tuple[FunctionStep, asyncio.Future[dict[str, str]]]] = {}
+
+    async def run(self, run: RunRecord) -> RunRecord:
+        """Drive one queued run to a terminal state; cancellation propagates to the caller."""
+        publisher = Publisher(self._store, self._events, run.id)
+        run = await publisher.change(
+            RunRecord, run.id, ("thread.run.in_progress",), status=RunStatus.IN_PROGRESS, started_at=now()
+        )
+        surface = _RunSurface(self, publisher, run)
+        usage = Usage()
+        try:
+            outcome = await self._loop.converse(await self._task(run), surface, usage)
+        except ModelError as exc:
+            return await self._fail(publisher, run, exc.code or "server_error", exc.message, usage)
+        except RunFailed as exc:
+            return await self._fail(publisher, run, "server_error", exc.message, usage)
+        finally:
+            self._pending.pop(run.id, None)
+        status = RunStatus.INCOMPLETE if outcome.incomplete_reason else RunStatus.COMPLETED
+        event = "thread.run.completed" if status is RunStatus.COMPLETED else "thread.run.incomplete"
+        return await publisher.change(
+            RunRecord,
+            run.id,
+            (event,),
+            status=status,
+            completed_at=now(),
+            usage=_run_usage(usage),
+            incomplete_reason=outcome.incomplete_reason,
+        )
+
+    def submit_tool_outputs(self, run: RunRecord, tool_outputs: dict[str, str]) -> None:
+        """Resume a run waiting in requires_action. InvalidRequest if it isn't, or ids don't match."""
+        pending = self._pending.get(run.id)
+        if run.status is not RunStatus.REQUIRES_ACTION or pending is None or pending[1].done():
+            raise InvalidRequest(
+                f"Run {run.id} is not waiting for tool outputs (status '{run.status.value}').", param="run_id"
+            )
+        step, waiter = pending
+        expected = {c.id for c in step.calls}
+        if set(tool_outputs) != expected:
+            missing = sorted(expected - set(tool_outputs))
+            unknown = sorted(set(tool_outputs) - expected)
+            raise InvalidRequest(
+                f"Tool outputs must answer exactly the calls {sorted(expected)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unknown {unknown}" if unknown else "")
+                + ".",
+                param="tool_outputs",
+            )
+        waiter.set_result(tool_outputs)
+
+    async def _task(self, run: RunRecord) -> Task:
+        assistant = await self._store.get(AssistantRecord, run.assistant_id)
+        thread = await self._store.get(ThreadRecord, run.thread_id)
+        history = await self._store.all(MessageRecord, thread_id=thread.id)
+        files = await self._session_files(assistant, thread, history)
+        truncation = run.options.get("truncation_strategy") or {}
+        if truncation.get("type") == "last_messages" and truncation.get("last_messages"):
+            history = history[-int(truncation["last_messages"]) :]
+        chat = prompt.conversation(
+            run.instructions, run.options.get("additional_instructions"), history, [f.name for f in files]
+        )
+        return Task(
+            model=run.model,
+            chat=chat,
+            session_key=run.thread_id,
+            files=files,
+            code_enabled=any(t.get("type") == "code_interpreter" for t in run.tools),
+            functions=[t["function"] for t in run.tools if t.get("type") == "function" and t.get("function")],
+            tool_choice=_tool_choice(run.options.get("tool_choice")),
+            temperature=run.options.get("temperature"),
+            top_p=run.options.get("top_p"),
+            max_completion_tokens=run.options.get("max_completion_tokens"),
+            max_prompt_tokens=run.options.get("max_prompt_tokens"),
+            parallel_tool_calls=run.options.get("parallel_tool_calls"),
+        )
+
+    async def ask_client(
+        self, publisher: Publisher, run: RunRecord, calls: list[ToolCall], completion: Completion
+    ) -> dict[str, str]:
+        step = FunctionStep(publisher, run, calls)
+        await step.start()
+        waiter: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+        self._pending[run.id] = (step, waiter)
+        required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": step.wire_calls()}}
+        await publisher.change(
+            RunRecord,
+            run.id,
+            ("thread.run.requires_action",),
+            status=RunStatus.REQUIRES_ACTION,
+            required_action=required,
+        )
+        tool_outputs = await waiter
+        await step.finish(tool_outputs, turn_usage(completion))
+        return tool_outputs
+
+    async def _fail(
+        self, publisher: Publisher, run: RunRecord, code: str, message: str, usage: Usage
+    ) -> RunRecord:
+        return await publisher.change(
+            RunRecord,
+            run.id,
+            ("thread.run.failed",),
+            status=RunStatus.FAILED,
+            failed_at=now(),
+            last_error={"code": code, "message": message},
+            usage=_run_usage(usage),
+        )
+
+    async def _session_files(
+        self, assistant: AssistantRecord, thread: ThreadRecord, history: list[MessageRecord]
+    ) -> list[InputFile]:
+        """The files placed in /mnt/data: the assistant's, the thread's, then every attachment, in order."""
+        wanted: list[str] = [*assistant.file_ids, *thread.file_ids]
+        for message in history:
+            wanted.extend(a["file_id"] for a in message.attachments if _for_code_interpreter(a))
+        return await input_files(self._store, self._blobs, wanted)
+
+
+async def input_files(store: Store, blobs: BlobStore, file_ids: list[str]) -> list[InputFile]:
+    """Uploaded files as /mnt/data entries, each under a unique safe name; deleted ones are skipped."""
+    placed: list[InputFile] = []
+    taken: set[str] = set()
+    for file_id in dict.fromkeys(file_ids):
+        try:
+            record = await store.get(FileRecord, file_id)
+        except NotFound:
+            continue  # deleted since it was attached; the run goes on without it
+        name = unique_name(safe_name(record.filename), taken)
+        taken.add(name)
+        placed.append(InputFile(name=name, source=blobs.path_of(record.path), file_id=record.id))
+    return placed
+
+
+def _tool_choice(choice: Any) -> Any:
+    """The Assistants tool_choice in chat-completions terms ({"type":"code_interpreter"} → our tool)."""
+    if isinstance(choice, dict) and choice.get("type") == "code_interpreter":
+        return code_tool_choice()
+    if choice == "auto":
+        return None
+    return choice
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or not stem:
+        stem, suffix, dot = name, "", ""
+    n = 2
+    while f"{stem} ({n}){dot}{suffix}" in taken:
+        n += 1
+    return f"{stem} ({n}){dot}{suffix}"
+
+
+def _for_code_interpreter(attachment: dict[str, Any]) -> bool:
+    tools = attachment.get("tools") or []
+    return not tools or any(t.get("type") == "code_interpreter" for t in tools)

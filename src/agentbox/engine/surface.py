@@ -1,0 +1,93 @@
+"""What the agent loop needs from an API generation: where its text, code and function calls go.
+
+The loop (engine/loop.py) is the same for Assistants runs and Responses; each generation implements
+a Surface that turns the loop's progress into its own objects and events — run steps and messages
+for a run, output items and `response.*` events for a response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agentbox.llm.base import Completion, ToolCall
+from agentbox.sandbox import Execution, InputFile
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One agent run in chat-completions terms: what the model is asked and where code runs."""
+
+    model: str
+    chat: list[dict[str, Any]]
+    session_key: str
+    files: list[InputFile] = field(default_factory=list)
+    code_enabled: bool = False
+    functions: list[dict[str, Any]] = field(default_factory=list)
+    """Chat-completions function definitions: {"name", "description", "parameters", …}."""
+    tool_choice: Any = None
+    """Chat-completions form; applies to the first model turn only."""
+    temperature: float | None = None
+    top_p: float | None = None
+    max_completion_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    parallel_tool_calls: bool | None = None
+    max_tool_calls: int | None = None
+    """Most code executions the model may ask for; past it the code tool is no longer offered."""
+    response_format: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended: completed, or incomplete with the limit that stopped it."""
+
+    incomplete_reason: str | None
+    """None, "max_completion_tokens" or "max_prompt_tokens"."""
+
+
+class MessageSink(Protocol):
+    """The answer of one model turn, created at its first token."""
+
+    @property
+    def started(self) -> bool: ...
+
+    async def write(self, text: str) -> None: ...
+
+    async def finish(self, completion: Completion, incomplete_reason: str | None) -> None:
+        """Annotate and complete the answer (or cut it: incomplete_reason is a limit's name)."""
+        ...
+
+
+class CodeSink(Protocol):
+    """One call of the code tool: started when the model starts writing it."""
+
+    async def arguments(self, piece: str) -> None: ...
+
+    async def complete(self, call: ToolCall) -> str:
+        """The call's final code, once the model's turn is over."""
+        ...
+
+    async def finish(self, code: str, execution: Execution, completion: Completion) -> str:
+        """Record the execution's outputs; the tool result the model reads back."""
+        ...
+
+
+class FunctionSink(Protocol):
+    """One call of a client's function, its arguments streaming."""
+
+    async def arguments(self, piece: str) -> None: ...
+
+
+class Surface(Protocol):
+    def message(self) -> MessageSink: ...
+
+    async def code_call(self, model_call_id: str | None) -> CodeSink: ...
+
+    async def function_call(self, model_call_id: str | None, name: str) -> FunctionSink | None: ...
+
+    async def function_results(
+        self, calls: list[ToolCall], sinks: list[FunctionSink | None], completion: Completion
+    ) -> dict[str, str] | None:
+        """The client's results for its function calls (the run waits for them), or None when the
+        run ends here and the client answers in a new request (Responses)."""
+        ...
