@@ -16,7 +16,8 @@ setup: system web $(VENV)/.installed $(RUNTIME)/.installed
 
 # Testing, on top: chromium for the browser tests, the dev tools in .venv (pytest, ruff, mypy,
 # schemathesis, playwright, the Azure SDKs, jupyter_client), the extra client environments.
-test-setup: setup test-system $(VENV)/.dev-installed $(CLIENTS)/openai3/.installed $(CLIENTS)/bench/.installed
+test-setup: setup test-system $(VENV)/.dev-installed $(CLIENTS)/openai3/.installed $(CLIENTS)/bench/.installed \
+	$(CLIENTS)/foundry/.installed $(CLIENTS)/agents/.installed
 
 system:
 	@bash scripts/system-packages.sh
@@ -50,6 +51,20 @@ $(RUNTIME)/.installed: requirements/runtime.txt
 $(CLIENTS)/openai3/.installed: requirements/client-openai3.txt
 	$(PYTHON) -m venv --clear $(CLIENTS)/openai3
 	$(CLIENTS)/openai3/bin/pip install -q --disable-pip-version-check -r requirements/client-openai3.txt
+	touch $@
+
+# azure-ai-projects 2.x (Foundry agents on the Responses protocol) needs openai 3.x; Microsoft's
+# code-interpreter sample comes from that release's sdist, unmodified (scripts/foundry-sample).
+$(CLIENTS)/foundry/.installed: requirements/client-foundry.txt scripts/foundry-sample
+	$(PYTHON) -m venv --clear $(CLIENTS)/foundry
+	$(CLIENTS)/foundry/bin/pip install -q --disable-pip-version-check -r requirements/client-foundry.txt
+	bash scripts/foundry-sample $(CLIENTS)/foundry
+	touch $@
+
+# The OpenAI Agents SDK pins its own openai.
+$(CLIENTS)/agents/.installed: requirements/client-agents.txt
+	$(PYTHON) -m venv --clear $(CLIENTS)/agents
+	$(CLIENTS)/agents/bin/pip install -q --disable-pip-version-check -r requirements/client-agents.txt
 	touch $@
 
 $(CLIENTS)/bench/.installed: requirements/bench.txt $(RUNTIME)/.installed

@@ -9,12 +9,28 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from agentbox import web
 from agentbox.access_tokens import TokenSigner
-from agentbox.api import assistants, azure, errors, files, messages, runs, threads, tokens
+from agentbox.api import (
+    assistants,
+    azure,
+    containers,
+    conversations,
+    errors,
+    files,
+    foundry,
+    messages,
+    responses,
+    runs,
+    threads,
+    tokens,
+)
 from agentbox.api.deps import require_key
 from agentbox.config import Settings
 from agentbox.engine.assistants import AssistantsRunner
+from agentbox.engine.containers import ContainerService
+from agentbox.engine.conversations import ConversationService
 from agentbox.engine.events import RunEvents
 from agentbox.engine.loop import AgentLoop, LoopLimits
+from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
 from agentbox.llm.openai_compatible import OpenAICompatibleModel
 from agentbox.sandbox import SessionManager
@@ -22,6 +38,10 @@ from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
 
 MAX_UPLOAD_BYTES = 512 << 20
+
+# The Responses generation's routers: /v1 carries them, and so do Foundry's OpenAI-client prefixes
+# (api/foundry.py), there beside /files. A new one is added here and nowhere else.
+RESPONSES_MODULES = (responses, conversations, containers)
 
 
 def build_app(
@@ -32,6 +52,13 @@ def build_app(
     blobs = BlobStore(data_dir / "files", MAX_UPLOAD_BYTES)
     model = OpenAICompatibleModel(settings.model_base_url, settings.model_api_key, settings.model_timeout_s)
     sandbox = SessionManager(settings.sandbox_config())
+    container_service = ContainerService(
+        store,
+        blobs,
+        sandbox,
+        idle_minutes=settings.container_idle_minutes,
+        memory_max_mb=settings.container_memory_max_mb,
+    )
     events = RunEvents()
     loop = AgentLoop(model, sandbox, LoopLimits(max_tool_steps=settings.max_tool_steps))
     engine = RunEngine(
@@ -42,12 +69,14 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.migrate()
         await sandbox.start()
+        await container_service.start()
         try:
             async with engine.open():
                 if on_ready is not None:
                     on_ready()
                 yield
         finally:
+            await container_service.aclose()
             await sandbox.aclose()
             await model.aclose()
             store.close()
@@ -57,6 +86,11 @@ def build_app(
     app.state.blobs = blobs
     app.state.sandbox = sandbox
     app.state.engine = engine
+    app.state.containers = container_service
+    app.state.conversations = conversation_service = ConversationService(store)
+    app.state.responses = ResponsesService(
+        store, loop, engine, events, container_service, conversation_service, ttl_s=settings.run_expires_s
+    )
     app.state.api_keys = api_keys
     # The managed-identity route and the tokens it signs exist only when asked for.
     app.state.identity_header = settings.identity_header
@@ -65,10 +99,11 @@ def build_app(
 
     api = APIRouter(dependencies=[Depends(require_key)])
     # runs first: its POST /threads/runs must win over threads' POST /threads/{thread_id}.
-    for module in (files, assistants, runs, threads, messages):
+    for module in (files, assistants, runs, threads, messages, *RESPONSES_MODULES):
         api.include_router(module.router)
     app.include_router(api, prefix="/v1")
     azure.mount(app, api)
+    foundry.mount(app, [module.router for module in (files, *RESPONSES_MODULES)])
     if settings.identity_header:
         app.include_router(tokens.router)
 

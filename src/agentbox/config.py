@@ -71,6 +71,18 @@ class Settings(BaseSettings):
         description="bubblewrap: fork each session's kernel from one process that imported numpy, pandas "
         "and matplotlib once (fast starts, shared memory); off: every kernel starts its own Python.",
     )
+    container_idle_minutes: int = Field(
+        20,
+        ge=1,
+        description="A container (Responses/Containers API) unused this long expires for good, unless it "
+        "was created with its own expires_after.minutes (OpenAI's default: 20).",
+    )
+    container_memory_max_mb: int | None = Field(
+        None,
+        ge=0,
+        description="The largest memory a container may ask for (memory_limit tiers 1g=1024, 4g, 16g, "
+        "64g MiB); a larger tier is refused. Default: the host's MemTotal.",
+    )
     run_expires_s: int = Field(600, description="A run not finished this long after creation ends expired.")
     sandbox_runtime: Path = Field(
         Path(".runtime"), description="The sandbox's Python environment (built by make setup)."

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from agentbox.access_tokens import TokenSigner
+from agentbox.engine.containers import ContainerService
+from agentbox.engine.conversations import ConversationService
 from agentbox.engine.runs import RunEngine
 from agentbox.errors import Unauthorized
 from agentbox.sandbox import SessionManager
@@ -32,6 +34,16 @@ def get_engine(request: Request) -> RunEngine:
 def get_sandbox(request: Request) -> SessionManager:
     sandbox: SessionManager = request.app.state.sandbox
     return sandbox
+
+
+def get_conversations(request: Request) -> ConversationService:
+    conversations: ConversationService = request.app.state.conversations
+    return conversations
+
+
+def get_containers(request: Request) -> ContainerService:
+    containers: ContainerService = request.app.state.containers
+    return containers
 
 
 def require_key(
@@ -64,3 +76,5 @@ StoreDep = Annotated[Store, Depends(get_store)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 EngineDep = Annotated[RunEngine, Depends(get_engine)]
 SandboxDep = Annotated[SessionManager, Depends(get_sandbox)]
+ContainersDep = Annotated[ContainerService, Depends(get_containers)]
+ConversationsDep = Annotated[ConversationService, Depends(get_conversations)]

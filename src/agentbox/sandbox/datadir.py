@@ -179,6 +179,32 @@ def _opened(data_dir: Path, name: str, max_bytes: int) -> Generator[int, None, N
             os.close(fd)
 
 
+def remove_file(data_dir: Path, name: str) -> bool:
+    """Unlink data_dir/name, walking its directories with O_NOFOLLOW (a symlink in the way is not
+    followed: nothing outside data_dir can be reached); a symlink or FIFO at the end is itself
+    removed, a directory is not. Whether an entry was removed."""
+    try:
+        parts = relative_parts(name)
+    except ValueError:
+        return False
+    fds: list[int] = []
+    try:
+        fds.append(os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
+        for part in parts[:-1]:
+            fds.append(
+                os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1])
+            )
+        os.unlink(parts[-1], dir_fd=fds[-1])  # unlink(2) never follows the last component
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR, errno.EPERM):
+            return False  # absent, a symlink in the way, or a directory (EISDIR; EPERM on some kernels)
+        raise SandboxError(f"cannot remove {name!r} from /mnt/data: {exc.strerror}") from exc
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
+
+
 def read_file(data_dir: Path, name: str, max_bytes: int) -> bytes:
     """Bytes of data_dir/name (see _opened); InvalidRequest when it grows past max_bytes."""
     with _opened(data_dir, name, max_bytes) as fd:

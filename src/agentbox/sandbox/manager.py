@@ -4,6 +4,9 @@ Lifecycle of a session:  (absent) ──execute──▶ live(kernel) ──kern
                          ──execute──▶ live(fresh kernel, restarted) ──close──▶ (absent, files gone)
                          live ──idle > session_idle_s or age > session_max_s──▶ (expired: absent,
                          files gone; the key's next execute reports restarted)
+configure(key, memory_mb=, idle_s=) sets a key's own memory cap and idle time (a container's): kept
+for the key until close(key), applied to its live session at once and to each session it gets later,
+new or claimed from the pool (the pooled cgroup's cap is rewritten on claim). touch(key) counts as use.
 A warm pool (pool_size) keeps sandboxes started ahead, kernel up and libraries imported, owned by no
 key: a new key claims one and only then gets its files. A pooled sandbox never held anyone's data
 before it is claimed and is torn down, never reused, when its session ends.
@@ -62,6 +65,15 @@ class _Session:
     placed: set[str] = field(default_factory=set)
     closed: bool = False
     expired: bool = False
+    idle_s: float | None = None  # the key's own idle time, else the manager's
+
+
+@dataclass(frozen=True, slots=True)
+class KeySettings:
+    """What configure() set for one key; None keeps the manager's setting."""
+
+    memory_mb: int | None = None
+    idle_s: float | None = None
 
 
 def cgroup_group(sessions_dir: Path) -> str:
@@ -84,6 +96,7 @@ class SessionManager:
         self._config = config
         self._sessions: dict[str, _Session] = {}
         self._expired: OrderedDict[str, str] = OrderedDict()
+        self._key_settings: dict[str, KeySettings] = {}
         self._free_slots = list(range(config.max_sessions - 1, -1, -1))
         self._registry_lock = asyncio.Lock()
         self._caps: isolation.HostCapabilities | None = None
@@ -199,6 +212,13 @@ class SessionManager:
     def has_session(self, key: str) -> bool:
         return key in self._sessions
 
+    def memory_limit(self, key: str) -> int | None:
+        """The memory cap in bytes of the key's live session's cgroup; None without either."""
+        session = self._sessions.get(key)
+        if session is None or session.cgroup is None:
+            return None
+        return session.cgroup.memory_limit()
+
     def isolation_report(self) -> list[tuple[str, bool, str]]:
         caps = self._caps or isolation.probe(self._backend)
         return isolation.report(caps, self._config)
@@ -206,10 +226,11 @@ class SessionManager:
     # --- expiry -------------------------------------------------------------------------------
     def _expiry(self, session: _Session) -> tuple[float, str]:
         cfg = self._config
-        idle_at = session.last_used + cfg.session_idle_s
+        idle_s = session.idle_s if session.idle_s is not None else cfg.session_idle_s
+        idle_at = session.last_used + idle_s
         max_at = session.created + cfg.session_max_s
         if idle_at <= max_at:
-            return idle_at, f"the session was idle for more than {cfg.session_idle_s:g} s"
+            return idle_at, f"the session was idle for more than {idle_s:g} s"
         return max_at, f"the session reached its maximum age of {cfg.session_max_s:g} s"
 
     async def _reap(self) -> None:
@@ -249,6 +270,7 @@ class SessionManager:
             session = self._sessions.get(key)
             if session is None:
                 session = await self._claim_pooled(key) or await self._new_session(key)
+                session.idle_s = self._key_settings.get(key, KeySettings()).idle_s
                 session.lost_reason = self._expired.pop(key, None)
                 self._sessions[key] = session
                 self._reaper_wake.set()
@@ -261,6 +283,14 @@ class SessionManager:
             if session.kernel is None or not session.kernel.alive:
                 await self._teardown(session)  # died while waiting: never handed out
                 continue
+            memory_mb = self._key_settings.get(key, KeySettings()).memory_mb
+            if memory_mb is not None and session.cgroup is not None:
+                try:
+                    await asyncio.to_thread(session.cgroup.set_memory, memory_mb)
+                except OSError as exc:
+                    log.warning("could not give a pooled sandbox %d MiB: %s", memory_mb, exc)
+                    await self._teardown(session)  # never handed out with the wrong cap
+                    continue
             session.key = key
             session.created = session.last_used = time.monotonic()
             return session
@@ -275,8 +305,9 @@ class SessionManager:
         uid = self._config.uid_base + slot
         name = f"s{slot}-{secrets.token_hex(6)}"
         session = _Session(key, name, self._config.sessions_dir / name, uid, slot, None)
+        memory_mb = self._key_settings.get(key, KeySettings()).memory_mb or self._config.memory_mb
         try:
-            await asyncio.to_thread(self._create_session, session)
+            await asyncio.to_thread(self._create_session, session, memory_mb)
         except BaseException:
             self._free_slots.append(slot)
             raise
@@ -322,7 +353,7 @@ class SessionManager:
     def pool_statistics(self) -> dict[str, int]:
         return {"ready": len(self._pool), "target": self._config.pool_size, "live": len(self._sessions)}
 
-    def _create_session(self, session: _Session) -> None:
+    def _create_session(self, session: _Session, memory_mb: int) -> None:
         cfg = self._config
         if self._privileged:
             datadir.mount_session_fs(
@@ -331,7 +362,7 @@ class SessionManager:
         if self._limits:
             session.cgroup = self._cgroups.session(self._cgroup_group, session.name)
             try:
-                session.cgroup.create(cfg.memory_mb, self._backend.host_pids_max(cfg.pids_max), cfg.cpus)
+                session.cgroup.create(memory_mb, self._backend.host_pids_max(cfg.pids_max), cfg.cpus)
             except OSError as exc:
                 session.cgroup.remove()
                 datadir.remove_session_fs(session.data_dir)
@@ -339,11 +370,39 @@ class SessionManager:
         if not self._privileged:
             datadir.make_plain_dir(session.data_dir, None)
 
+    async def configure(self, key: str, *, memory_mb: int | None = None, idle_s: float | None = None) -> None:
+        """Give the key its own memory cap (MiB) and idle time (s), None keeping the manager's: for
+        its live session now and every later one, until close(key). SandboxError when the kernel
+        refuses the cap for the live session (below what it already uses)."""
+        settings = KeySettings(memory_mb, idle_s)
+        async with self._registry_lock:
+            previous = self._key_settings.get(key, KeySettings())
+            self._key_settings[key] = settings
+            session = self._sessions.get(key)
+            if session is None:
+                return
+            session.idle_s = idle_s
+            self._reaper_wake.set()
+            if session.cgroup is None or memory_mb == previous.memory_mb:
+                return
+            try:
+                await asyncio.to_thread(session.cgroup.set_memory, memory_mb or self._config.memory_mb)
+            except OSError as exc:
+                raise SandboxError(f"cannot set the session's memory limit: {exc.strerror}") from exc
+
+    def touch(self, key: str) -> None:
+        """Count now as a use of the key's live session (its idle time starts again)."""
+        session = self._sessions.get(key)
+        if session is not None:
+            session.last_used = time.monotonic()
+
     async def close(self, key: str) -> None:
-        """Kill the session's kernel and drop the session with its files; unknown keys are fine."""
+        """Kill the session's kernel and drop the session with its files, and forget the key's
+        settings; unknown keys are fine."""
         async with self._registry_lock:
             session = self._sessions.pop(key, None)
             self._expired.pop(key, None)
+            self._key_settings.pop(key, None)
             if session is None:
                 return
         await self._teardown(session)
@@ -538,6 +597,14 @@ class SessionManager:
         if session is None:
             raise NotFound(f"no sandbox session for {key!r}")
         return await asyncio.to_thread(datadir.copy_out, session.data_dir, name, target, max_bytes)
+
+    async def remove_file(self, key: str, name: str) -> bool:
+        """Delete /mnt/data/<name> of the key's live session (no symlink on the way is followed; a
+        symlink there is itself removed); whether something was removed. No session: False."""
+        session = self._sessions.get(key)
+        if session is None:
+            return False
+        return await asyncio.to_thread(datadir.remove_file, session.data_dir, name)
 
 
 def _join(first: str, second: str) -> str:

@@ -34,6 +34,11 @@ class SessionCgroup(ABC):
         """Make the directories and set the memory (no swap), task and CPU caps."""
 
     @abstractmethod
+    def set_memory(self, memory_mb: int) -> None:
+        """Change the memory cap (no swap) of an existing cgroup; OSError when the kernel refuses
+        (v1: EBUSY for a cap below what the session already uses)."""
+
+    @abstractmethod
     def oom_kills(self) -> int:
         """How many processes the kernel's OOM killer ended in this cgroup so far."""
 

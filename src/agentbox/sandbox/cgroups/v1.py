@@ -32,14 +32,28 @@ class SessionCgroupV1(SessionCgroup):
     def create(self, memory_mb: int, pids_max: int, cpu_quota: float | None) -> None:
         for directory in self.dirs:
             directory.mkdir(parents=True, exist_ok=True)
-        limit = str(memory_mb << 20)
-        write(self._dir["memory"] / "memory.limit_in_bytes", limit)
-        with contextlib.suppress(OSError):  # absent without swap accounting
-            write(self._dir["memory"] / "memory.memsw.limit_in_bytes", limit)
+        self.set_memory(memory_mb)
         write(self._dir["pids"] / "pids.max", str(pids_max))
         if cpu_quota is not None:
             write(self._dir["cpu"] / "cpu.cfs_period_us", "100000")
             write(self._dir["cpu"] / "cpu.cfs_quota_us", str(int(cpu_quota * 100000)))
+
+    def set_memory(self, memory_mb: int) -> None:
+        # memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: raise memsw first
+        # and lower it last. Without swap accounting the memsw file is absent.
+        memory = self._dir["memory"]
+        limit = str(memory_mb << 20)
+        memsw = memory / "memory.memsw.limit_in_bytes"
+        try:
+            raising = memory_mb << 20 >= read_int(memory / "memory.limit_in_bytes")
+        except (OSError, ValueError):
+            raising = True
+        if raising:
+            with contextlib.suppress(OSError):
+                write(memsw, limit)
+        write(memory / "memory.limit_in_bytes", limit)
+        with contextlib.suppress(OSError):
+            write(memsw, limit)
 
     def oom_kills(self) -> int:
         return read_keyed(self._dir["memory"] / "memory.oom_control").get("oom_kill", 0)

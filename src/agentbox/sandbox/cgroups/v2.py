@@ -51,12 +51,15 @@ class SessionCgroupV2(SessionCgroup):
         if not set(CONTROLLERS) <= enabled_controllers(self._group_dir):
             write(self._group_dir / "cgroup.subtree_control", ENABLE)
         self._dir.mkdir(exist_ok=True)
-        write(self._dir / "memory.max", str(memory_mb << 20))
+        self.set_memory(memory_mb)
         with contextlib.suppress(OSError):  # absent without swap accounting (no swap to use then)
             write(self._dir / "memory.swap.max", "0")
         write(self._dir / "pids.max", str(pids_max))
         if cpu_quota is not None:
             write(self._dir / "cpu.max", f"{int(cpu_quota * 100000)} 100000")
+
+    def set_memory(self, memory_mb: int) -> None:
+        write(self._dir / "memory.max", str(memory_mb << 20))
 
     def oom_kills(self) -> int:
         return read_keyed(self._dir / "memory.events").get("oom_kill", 0)

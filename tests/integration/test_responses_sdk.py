@@ -1,0 +1,371 @@
+"""Responses, Conversations and Containers through unmodified openai 1.109.1 and 3.57.0, against the
+live server; plus the client mistakes of that surface, over plain HTTP.
+
+Each SDK runs tests/clients/responses_flow.py in its own environment, one section per test, and
+the assertions are on what it printed: the number the code printed, the PNG bytes of a cited
+container file, variables kept across turns and hidden from another conversation, the SDK's own
+stream accumulator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY
+from tests.live_server import REPO, LiveServer
+from tests.scripted_model import Code, Messages, ScriptedModel, Text
+
+SCRIPT = REPO / "tests" / "clients" / "responses_flow.py"
+SDKS = {
+    "openai-1.109.1": Path(sys.executable),
+    "openai-3.57.0": REPO / ".clients" / "openai3" / "bin" / "python",
+}
+RUN = re.compile(r"RUN<<(.*?)>>RUN", re.DOTALL)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.slow
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(str(part.get("text", "")) for part in content or [] if isinstance(part, dict))
+
+
+def brain(messages: Messages) -> Code | Text:
+    """The scripted model of these tests: runs the RUN<<code>>RUN of the newest user message, then
+    answers with what the code printed."""
+    users = [i for i, message in enumerate(messages) if message.get("role") == "user"]
+    if not users:
+        return Text("Nothing to do.")
+    results = [m for m in messages[users[-1] + 1 :] if m.get("role") == "tool"]
+    if results:
+        return Text(f"The code printed: {results[-1].get('content')}")
+    found = RUN.search(_text(messages[users[-1]].get("content")))
+    return Code(found.group(1)) if found else Text("Nothing to run.")
+
+
+def flow(sdk: str, section: str, live_server: LiveServer, model: ScriptedModel, csv: Path) -> dict[str, Any]:
+    python = SDKS[sdk]
+    if not python.exists():
+        pytest.fail(f"{python} is missing: `make test-setup` builds it")
+    model.script(*[brain] * 40)
+    done = subprocess.run(
+        [str(python), str(SCRIPT), live_server.base_url, API_KEY, str(csv), section],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["sdk"] == sdk.split("-")[1]
+    result: dict[str, Any] = seen[section]
+    assert "failed" not in result, result.get("trace")
+    return result
+
+
+def stripped(values: list[str | None]) -> list[str | None]:
+    return [v.strip() if isinstance(v, str) else v for v in values]
+
+
+def collapse(types: list[str]) -> list[str]:
+    """Event types with each run of repeats (the deltas) shown once."""
+    return [t for i, t in enumerate(types) if i == 0 or types[i - 1] != t]
+
+
+# The canonical order of one code cell and its answer (spec §2.5).
+CANONICAL = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.code_interpreter_call.in_progress",
+    "response.code_interpreter_call_code.delta",
+    "response.code_interpreter_call_code.done",
+    "response.code_interpreter_call.interpreting",
+    "response.code_interpreter_call.completed",
+    "response.output_item.done",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+sdks = pytest.mark.parametrize("sdk", list(SDKS))
+
+
+@sdks
+def test_code_interpreter_and_previous_response_id(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    seen = flow(sdk, "code", live_server, scripted_model, quarterly_csv)
+    assert seen["object"] == "response" and seen["status"] == "completed" and seen["error"] is None
+    assert seen["output_types"] == ["code_interpreter_call", "message"]
+    assert seen["call_status"] == "completed" and seen["call_id"].startswith("ci_")
+    assert "pd.read_csv('synthetic_500_quarterly_results.csv')" in seen["call_code"]
+    assert seen["container_id"].startswith("cntr_")
+    assert seen["logs"].strip() == "500"  # the number the code printed, from the CSV given by file_ids
+    assert "500" in seen["output_text"]
+    assert seen["instructions"] == "You are a data analyst. Use the python tool."
+    assert seen["tools"] == ["code_interpreter"]
+    assert seen["usage_total"] > 0
+    # Turn 2 runs in the same container: `rows` from turn 1 is still there.
+    assert seen["second_logs"].strip() == "1000"
+    assert seen["second_container_id"] == seen["container_id"]
+    assert seen["second_previous"] == seen["id"]
+    assert seen["second_instructions"] is None  # instructions are not carried over
+    assert seen["plain_outputs"] == [None]  # outputs only with the include
+    assert seen["retrieved_status"] == "completed"
+    assert seen["retrieved_output_ids"] == seen["second_output_ids"]
+    assert seen["retrieved_outputs"] == [None]
+    assert stripped(seen["retrieved_logs"]) == ["1000"]
+    assert any(
+        item["type"] == "message" and item["role"] == "user" and "print(rows * 2)" in (item["text"] or "")
+        for item in seen["input_items"]
+    ), seen["input_items"]
+    assert seen["after_delete"] == 404
+
+
+@sdks
+def test_streaming_in_the_spec_order_and_the_sdk_accumulator(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    seen = flow(sdk, "stream", live_server, scripted_model, quarterly_csv)
+    assert collapse(seen["types"]) == CANONICAL, seen["types"]
+    numbers = seen["sequence_numbers"]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+    assert seen["response_ids"] and len(seen["response_ids"]) == 1
+    code = "total = 0\nfor step in range(1, 8):\n    total += step * step\nprint(total)"
+    assert seen["code_deltas"] == code and seen["code_done"] == [code]
+    assert seen["text_done"] == [seen["text_deltas"]] and "140" in seen["text_deltas"]
+    added, done = seen["added"], seen["done"]
+    assert [a[:3] for a in added] == [d[:3] for d in done]  # same index, type and id
+    assert [a[1] for a in added] == ["code_interpreter_call", "message"]
+    assert [a[3] for a in added] == ["in_progress", "in_progress"]
+    assert [d[3] for d in done] == ["completed", "completed"]
+    assert seen["added_call"]["outputs"] is None and not seen["added_call"]["code"]
+    assert seen["final_output_ids"] == [a[2] for a in added]
+    assert seen["final_status"] == "completed"
+    assert stripped(seen["final_logs"]) == ["140"]
+    assert seen["final_text"] == seen["text_deltas"]
+    # client.responses.stream(...) and get_final_response(): the SDK's own accumulator.
+    assert seen["helper_types"][0] == "response.created" and seen["helper_types"][-1] == "response.completed"
+    assert seen["helper_status"] == "completed"
+    assert seen["helper_output_types"] == ["code_interpreter_call", "message"]
+    assert stripped(seen["helper_logs"]) == ["42"]
+    assert "42" in seen["helper_output_text"]
+    report(
+        f"{sdk}: first streamed event after {seen['first_event_s'] * 1000:.0f} ms "
+        f"(whole one-cell response {seen['total_s']:.2f} s)"
+    )
+
+
+@sdks
+def test_stream_replay_and_resume(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    seen = flow(sdk, "replay", live_server, scripted_model, quarterly_csv)
+    assert seen["replay_types"] == seen["types"]
+    assert seen["replay_sequence_numbers"] == seen["sequence_numbers"]
+    assert seen["resumed_sequence_numbers"] == [n for n in seen["sequence_numbers"] if n > 3]
+
+
+@sdks
+def test_a_png_the_code_saved_is_cited_and_downloads(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    seen = flow(sdk, "files", live_server, scripted_model, quarterly_csv)
+    assert seen["output_types"] == ["code_interpreter_call", "message"]
+    assert seen["logs"].strip() == "saved chart.png"
+    annotation = seen["annotation"]
+    assert annotation["type"] == "container_file_citation"
+    assert annotation["filename"] == "chart.png"
+    assert annotation["container_id"] == seen["container_id"]
+    assert annotation["file_id"].startswith("cfile_")
+    assert bytes.fromhex(seen["png_head"]) == PNG and seen["png_bytes"] > 1000
+    assert {
+        "id": annotation["file_id"],
+        "path": "/mnt/data/chart.png",
+        "source": "assistant",
+        "bytes": seen["png_bytes"],
+    } in seen["container_files"]
+    assert seen["file_meta"] == {
+        "path": "/mnt/data/chart.png",
+        "source": "assistant",
+        "bytes": seen["png_bytes"],
+        "object": "container.file",
+    }
+    assert seen["auto_container"]["object"] == "container"
+
+
+@sdks
+def test_a_conversation_keeps_variables_and_another_does_not_see_them(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    seen = flow(sdk, "conversation", live_server, scripted_model, quarterly_csv)
+    assert stripped(seen["first_logs"]) == ["1235"]
+    assert stripped(seen["second_logs"]) == ["2468"]  # `secret` from turn 1
+    assert seen["containers"][0] == seen["containers"][1]
+    assert "2468" in seen["second_text"]
+    assert seen["conversation_echo"] and seen["conversation_echo"].startswith("conv_")
+    assert len(seen["other_logs"]) == 1 and "NameError" in seen["other_logs"][0]
+    assert seen["other_container"] != seen["containers"][0]
+    assert seen["first_page"] == {"count": 2, "has_more": True}
+    turn = [("message", "user"), ("code_interpreter_call", None), ("message", "assistant")]
+    assert [(i["type"], i["role"]) for i in seen["items"]] == turn * 2
+    assert seen["items_desc_ids"] == [i["id"] for i in reversed(seen["items"])]
+    assert seen["retrieved_item"]["id"] == seen["items"][0]["id"]
+    assert seen["added_count"] == 1 and seen["delete_item_returns"] == "conversation"
+    assert seen["metadata"] == {"suite": "changed"} and seen["updated_object"] == "conversation"
+    assert seen["deleted"] == {"object": "conversation.deleted", "deleted": True}
+    assert seen["after_delete"] == 404
+    report(f"{sdk}: two-turn code-interpreter conversation {seen['two_turns_s']:.2f} s (scripted model)")
+
+
+@sdks
+def test_containers_and_their_files(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    seen = flow(sdk, "containers", live_server, scripted_model, quarterly_csv)
+    assert seen["created"] == {
+        "object": "container",
+        "name": "flow-container",
+        "status": "running",
+        "expires_after": {"anchor": "last_active_at", "minutes": 20},
+    }
+    assert seen["listed"] is True  # found by paging one at a time
+    assert seen["retrieved_name"] == "flow-container"
+    assert seen["uploaded"] == {"path": "/mnt/data/upload.csv", "source": "user", "object": "container.file"}
+    assert seen["copied"]["path"] == "/mnt/data/synthetic_500_quarterly_results.csv"
+    assert seen["copied"]["source"] == "user" and seen["copied"]["bytes"] == quarterly_csv.stat().st_size
+    assert seen["content_equal"] is True
+    assert seen["file_ids"] == seen["expected_ids"]
+    assert seen["explicit_container_id"]
+    assert (
+        "upload.csv" in seen["explicit_logs"]
+        and "synthetic_500_quarterly_results.csv" in seen["explicit_logs"]
+    )
+    assert seen["after_file_delete"] == [seen["uploaded_id"]]
+    assert seen["after_delete"] == 404
+
+
+@sdks
+def test_background_polling_and_cancel(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    seen = flow(sdk, "background", live_server, scripted_model, quarterly_csv)
+    assert seen["initial_status"] in ("queued", "in_progress") and seen["background"] is True
+    assert seen["final_status"] == "completed"
+    assert stripped(seen["final_logs"]) == ["42"] and "42" in seen["final_text"]
+    assert seen["cancel_returns"] == "cancelled"
+    assert seen["cancelled_status"] == "cancelled" and seen["cancelled_stays"] == "cancelled"
+
+
+def report(line: str) -> None:
+    """Numbers for the closing note: shown even when pytest captures output."""
+    sys.__stdout__.write(f"\n[responses timing] {line}\n")
+
+
+# ---- Client mistakes, over plain HTTP: OpenAI's error shape and status, and nothing stored. ----
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["type"] == "invalid_request_error"
+    return body["error"]  # type: ignore[no-any-return]
+
+
+def create(http: httpx.Client, **body: Any) -> httpx.Response:
+    return http.post("/responses", json={"model": "gpt-4o-mini", "input": "hi", **body})
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/responses/resp_nope"),
+        ("DELETE", "/responses/resp_nope"),
+        ("POST", "/responses/resp_nope/cancel"),
+        ("GET", "/responses/resp_nope/input_items"),
+        ("GET", "/conversations/conv_nope"),
+        ("GET", "/conversations/conv_nope/items"),
+        ("GET", "/containers/cntr_nope"),
+        ("GET", "/containers/cntr_nope/files"),
+        ("DELETE", "/containers/cntr_nope"),
+    ],
+)
+def test_unknown_ids_are_404(http: httpx.Client, method: str, path: str) -> None:
+    error = error_of(http.request(method, path), 404)
+    assert "nope" in str(error["message"]) and "Unknown request URL" not in str(error["message"])
+
+
+def test_an_unknown_container_is_404(http: httpx.Client) -> None:
+    error = error_of(create(http, tools=[{"type": "code_interpreter", "container": "cntr_nope"}]), 404)
+    assert "cntr_nope" in str(error["message"])
+
+
+def test_an_unknown_previous_response_or_conversation_is_404(http: httpx.Client) -> None:
+    assert "resp_nope" in str(error_of(create(http, previous_response_id="resp_nope"), 404)["message"])
+    assert "conv_nope" in str(error_of(create(http, conversation="conv_nope"), 404)["message"])
+
+
+def test_previous_response_id_with_conversation_is_400_and_stores_nothing(http: httpx.Client) -> None:
+    conversation = http.post("/conversations", json={}).json()["id"]
+    error = error_of(create(http, previous_response_id="resp_any", conversation=conversation), 400)
+    assert "previous_response_id" in str(error["message"]) and "conversation" in str(error["message"])
+    assert http.get(f"/conversations/{conversation}/items").json()["data"] == []
+
+
+def test_an_unknown_include_is_400(http: httpx.Client) -> None:
+    error = error_of(create(http, include=["code_interpreter_call.nonsense"]), 400)
+    assert "include" in f"{error['param']} {error['message']}"
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": "web_search_preview"},
+        {"type": "web_search"},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
+        {"type": "image_generation"},
+        {"type": "computer_use_preview", "display_width": 800, "display_height": 600, "environment": "linux"},
+    ],
+)
+def test_a_tool_agentbox_does_not_run_is_400_and_stores_nothing(
+    http: httpx.Client, tool: dict[str, Any]
+) -> None:
+    conversation = http.post("/conversations", json={}).json()["id"]
+    error = error_of(create(http, tools=[tool], conversation=conversation), 400)
+    assert tool["type"] in str(error["message"])
+    assert error["param"] is None or str(error["param"]).startswith("tools")
+    assert http.get(f"/conversations/{conversation}/items").json()["data"] == []
+
+
+def test_an_expired_container_is_the_400_openai_gives(http: httpx.Client) -> None:
+    # The shortest lifetime a client may ask for is one idle minute; wait it out for real.
+    container = http.post(
+        "/containers", json={"name": "short", "expires_after": {"anchor": "last_active_at", "minutes": 1}}
+    ).json()
+    time.sleep(62)
+    response = create(http, tools=[{"type": "code_interpreter", "container": container["id"]}])
+    assert error_of(response, 400) == {
+        "message": "Container is expired.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    assert http.get(f"/containers/{container['id']}").json()["status"] == "expired"
