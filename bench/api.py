@@ -94,6 +94,75 @@ def run_throughput(
     return completed / (time.perf_counter() - started)
 
 
+CODE_TOOL = {"type": "code_interpreter", "container": {"type": "auto"}}
+TWO_TURNS = (Code("x = 41"), Text("set"), Code("print(x + 1)"), Text("42"))
+
+
+def responses_two_turns(
+    client: httpx.Client, model: ScriptedModel, reps: int
+) -> tuple[list[float], list[float]]:
+    """A new conversation, two code-interpreter turns (the second reads the first's variable):
+    (total, total minus model time) per conversation, in seconds."""
+    totals, without_model = [], []
+    for i in range(reps + 1):
+        conversation = client.post("/conversations", json={}).json()["id"]
+        model.reset()
+        model.script(*TWO_TURNS)
+        started = time.perf_counter()
+        for text in ("set x", "x + 1?"):
+            body = {"model": "m", "input": text, "conversation": conversation, "tools": [CODE_TOOL]}
+            answer = client.post("/responses", json=body).json()
+            if answer["status"] != "completed":
+                raise RuntimeError(f"response did not complete: {answer}")
+        elapsed = time.perf_counter() - started
+        if answer["output"][-1]["content"][0]["text"] != "42":
+            raise RuntimeError(f"unexpected answer: {answer['output']}")
+        if i:  # the first one warms the pool's claim path and the SQLite pages
+            totals.append(elapsed)
+            without_model.append(elapsed - model.seconds_answering)
+    return totals, without_model
+
+
+def assistants_two_turns(
+    client: httpx.Client, model: ScriptedModel, assistant_id: str, reps: int
+) -> tuple[list[float], list[float]]:
+    """The baseline: the same two turns as two runs on a new Assistants thread."""
+    totals, without_model = [], []
+    for i in range(reps + 1):
+        thread = client.post("/threads", json={}).json()["id"]
+        model.reset()
+        model.script(*TWO_TURNS)
+        started = time.perf_counter()
+        for text in ("set x", "x + 1?"):
+            client.post(f"/threads/{thread}/messages", json={"role": "user", "content": text})
+            _stream_run(client, thread, assistant_id)
+        elapsed = time.perf_counter() - started
+        if i:
+            totals.append(elapsed)
+            without_model.append(elapsed - model.seconds_answering)
+    return totals, without_model
+
+
+def first_event(
+    client: httpx.Client, model: ScriptedModel, path: str, body: dict[str, object], reps: int
+) -> list[float]:
+    """Seconds from the request to the first server-sent event, for a streamed answer."""
+    times = []
+    for _ in range(reps):
+        model.reset()
+        model.script(Text("hello"))
+        started = time.perf_counter()
+        first = None
+        with client.stream("POST", path, json=body) as response:
+            for chunk in response.iter_bytes():  # read to the end, so each request finishes its run
+                if first is None and chunk.startswith(b"event:"):
+                    first = time.perf_counter() - started
+        if first is None:
+            raise RuntimeError(f"no event from {path}")
+        times.append(first)
+    return times
+
+
 def wait_pool_full(data_dir: Path, size: int, timeout_s: float = 120) -> None:
     """Until the server's warm pool has started `size` sandboxes, then a second more: figures are
     taken at a quiet moment, not while the pool's fill still holds both cores."""
@@ -125,6 +194,20 @@ def measure(data_dir: Path, quick: bool, backend: str | None) -> list[Figure]:
             totals, net = run_overhead(client, model, assistant["id"], 3 if quick else 30)
             gets = asyncio.run(get_throughput(server.base_url, assistant["id"], 200 if quick else 3000, 16))
             runs = run_throughput(client, model, assistant["id"], 2 if quick else 10, 2 if quick else 8)
+            reps = 3 if quick else 20
+            conversation_total, conversation_net = responses_two_turns(client, model, reps)
+            thread_total, thread_net = assistants_two_turns(client, model, assistant["id"], reps)
+            response_first = first_event(
+                client, model, "/responses", {"model": "m", "input": "hi", "stream": True}, reps
+            )
+            thread = client.post("/threads", json={}).json()["id"]
+            run_first = first_event(
+                client,
+                model,
+                f"/threads/{thread}/runs",
+                {"assistant_id": assistant["id"], "stream": True},
+                reps,
+            )
     finally:
         server.stop()
         model.stop()
@@ -133,4 +216,10 @@ def measure(data_dir: Path, quick: bool, backend: str | None) -> list[Figure]:
         Figure.of("one-step run minus model time" + label, ms(net)),
         Figure("simple GETs per second" + label, "req/s", gets, gets, 1),
         Figure("completed one-step runs per second" + label, "runs/s", runs, runs, 1),
+        Figure.of("Responses: two-turn code conversation, total" + label, ms(conversation_total)),
+        Figure.of("Responses: two-turn code conversation minus model time" + label, ms(conversation_net)),
+        Figure.of("baseline: the same two turns as Assistants runs, total" + label, ms(thread_total)),
+        Figure.of("baseline: the same two turns as Assistants runs minus model time" + label, ms(thread_net)),
+        Figure.of("Responses: stream → first event" + label, ms(response_first)),
+        Figure.of("baseline: Assistants run stream → first event" + label, ms(run_first)),
     ]

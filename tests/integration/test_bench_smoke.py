@@ -35,6 +35,9 @@ def test_quick_bench_produces_every_figure(tmp_path: Path) -> None:
         "baseline: idle session USS, no fork server [bubblewrap]",
         "one-step run minus model time [bubblewrap]",
         "simple GETs per second [bubblewrap]",
+        "Responses: two-turn code conversation minus model time [bubblewrap]",
+        "baseline: the same two turns as Assistants runs minus model time [bubblewrap]",
+        "Responses: stream → first event [bubblewrap]",
     ):
         assert expected in names
     assert any(name.startswith("burst of 4, default pool of ") for name in names), names

@@ -136,6 +136,29 @@ def _function_call(entry: dict[str, Any], where: str) -> Item:
 def _code_interpreter_call(entry: dict[str, Any], where: str) -> Item:
     if not isinstance(entry.get("id"), str) or not entry["id"]:
         raise InvalidRequest("A code_interpreter_call item needs its id.", param=f"{where}.id")
+    if not isinstance(entry.get("code") or "", str):
+        raise InvalidRequest("A code_interpreter_call's code must be a string.", param=f"{where}.code")
+    container = entry.get("container_id")
+    if container is not None and not isinstance(container, str):
+        raise InvalidRequest(
+            "A code_interpreter_call's container_id must be a string.", param=f"{where}.container_id"
+        )
+    outputs = entry.get("outputs")
+    if outputs is not None and not (
+        isinstance(outputs, list)
+        and all(
+            isinstance(o, dict)
+            and (
+                (o.get("type") == "logs" and isinstance(o.get("logs"), str))
+                or (o.get("type") == "image" and isinstance(o.get("url"), str))
+            )
+            for o in outputs
+        )
+    ):
+        raise InvalidRequest(
+            "A code_interpreter_call's outputs must be a list of logs and image outputs.",
+            param=f"{where}.outputs",
+        )
     return {**entry, "code": entry.get("code") or "", "status": entry.get("status") or "completed"}
 
 
