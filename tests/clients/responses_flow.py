@@ -130,6 +130,21 @@ def _text_of(item: Any) -> str | None:
     return "".join(getattr(part, "text", "") or "" for part in content)
 
 
+def _where(event: Any) -> dict[str, Any]:
+    """Which item (and part) an event is about, as its fields say."""
+    fields = ("output_index", "item_id", "content_index", "annotation_index")
+    seen = {name: getattr(event, name) for name in fields if getattr(event, name, None) is not None}
+    item = getattr(event, "item", None)
+    if item is not None:
+        seen["item"] = item.id
+    return {"type": event.type, **seen}
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    """openai 1.x types the annotation of annotation.added as `object` (a dict), 3.x as a model."""
+    return value if isinstance(value, dict) else value.model_dump(mode="json")
+
+
 def section_stream(client: OpenAI, csv_path: str) -> dict[str, Any]:
     started = time.perf_counter()
     stream = client.responses.create(
@@ -168,6 +183,12 @@ def section_stream(client: OpenAI, csv_path: str) -> dict[str, Any]:
         "added_call": next(
             (e.item.model_dump(mode="json") for e in events if e.type.endswith("item.added")), None
         ),
+        "done_call": next(
+            (e.item.model_dump(mode="json") for e in events if e.type.endswith("item.done")), None
+        ),
+        "wire": [_where(e) for e in events],
+        "lifecycle_statuses": [e.response.status for e in events if hasattr(e, "response")],
+        "final_usage": final.usage.model_dump(mode="json") if final and final.usage else None,
         "final_output_ids": [item.id for item in final.output] if final else None,
         "final_logs": [logs(c) for c in calls(final)] if final else None,
         "final_text": final.output_text if final else None,
@@ -196,12 +217,17 @@ def section_replay(client: OpenAI, csv_path: str) -> dict[str, Any]:
     response_id = events[0].response.id
     replay = list(client.responses.retrieve(response_id, stream=True))
     resumed = list(client.responses.retrieve(response_id, stream=True, starting_after=3))
+    with client.responses.stream(response_id=response_id) as managed:  # the SDK's own resume helper
+        replayed = managed.get_final_response()
     return {
         "types": [e.type for e in events],
         "sequence_numbers": [e.sequence_number for e in events],
         "replay_types": [e.type for e in replay],
         "replay_sequence_numbers": [e.sequence_number for e in replay],
         "resumed_sequence_numbers": [e.sequence_number for e in resumed],
+        "helper_replay": {"id": replayed.id, "status": replayed.status, "text": replayed.output_text},
+        "response_id": response_id,
+        "text": events[-1].response.output_text,
     }
 
 
@@ -231,6 +257,18 @@ def section_files(client: OpenAI, csv_path: str) -> dict[str, Any]:
     seen["file_meta"] = {"path": meta.path, "source": meta.source, "bytes": meta.bytes, "object": meta.object}
     container = client.containers.retrieve(call.container_id)
     seen["auto_container"] = {"status": container.status, "object": container.object}
+    # The same, streamed: the citation arrives as response.output_text.annotation.added.
+    events = list(client.responses.create(model=MODEL, input=run(PNG_CODE), tools=[auto()], stream=True))
+    seen["stream_types"] = [e.type for e in events]
+    seen["stream_annotations"] = [
+        {**_plain(e.annotation), "annotation_index": e.annotation_index}
+        for e in events
+        if e.type == "response.output_text.annotation.added"
+    ]
+    final = events[-1].response
+    seen["stream_final_annotations"] = [
+        a.model_dump(mode="json") for a in final.output[-1].content[-1].annotations
+    ]
     return seen
 
 

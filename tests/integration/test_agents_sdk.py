@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import API_KEY
-from tests.integration.test_responses_sdk import brain
+from tests.integration.test_responses_sdk import brain, report
 from tests.live_server import REPO, LiveServer
 from tests.scripted_model import ScriptedModel
 
@@ -21,7 +20,9 @@ SCRIPT = REPO / "tests" / "clients" / "agents_flow.py"
 pytestmark = pytest.mark.slow
 
 
-def test_the_agents_sdk_runs_code_interpreter(live_server: LiveServer, scripted_model: ScriptedModel) -> None:
+def test_the_agents_sdk_runs_code_interpreter(
+    live_server: LiveServer, scripted_model: ScriptedModel, pytestconfig: pytest.Config
+) -> None:
     if not AGENTS.exists():
         pytest.fail(f"{AGENTS} is missing: `make test-setup` builds it")
     scripted_model.script(*[brain] * 20)
@@ -60,7 +61,8 @@ def test_the_agents_sdk_runs_code_interpreter(live_server: LiveServer, scripted_
     assert "response.code_interpreter_call_code.delta" in streamed["raw_types"]
     assert streamed["item_events"] == ["tool_called", "message_output_created"]
     assert [c["status"] for c in streamed["calls"]] == ["completed"]
-    sys.__stdout__.write(
-        f"\n[agents timing] Runner.run {ran['first_run_s']:.2f} s; "
-        f"run_streamed first event after {streamed['first_event_s'] * 1000:.0f} ms\n"
+    report(
+        pytestconfig,
+        f"openai-agents: Runner.run {ran['first_run_s']:.2f} s; "
+        f"Runner.run_streamed first event after {streamed['first_event_s'] * 1000:.0f} ms",
     )

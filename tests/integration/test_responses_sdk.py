@@ -140,7 +140,11 @@ def test_code_interpreter_and_previous_response_id(
 
 @sdks
 def test_streaming_in_the_spec_order_and_the_sdk_accumulator(
-    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+    sdk: str,
+    live_server: LiveServer,
+    scripted_model: ScriptedModel,
+    quarterly_csv: Path,
+    pytestconfig: pytest.Config,
 ) -> None:
     seen = flow(sdk, "stream", live_server, scripted_model, quarterly_csv)
     assert collapse(seen["types"]) == CANONICAL, seen["types"]
@@ -157,6 +161,20 @@ def test_streaming_in_the_spec_order_and_the_sdk_accumulator(
     assert [d[3] for d in done] == ["completed", "completed"]
     assert seen["added_call"]["outputs"] is None and not seen["added_call"]["code"]
     assert seen["final_output_ids"] == [a[2] for a in added]
+    ids = {a[0]: a[2] for a in added}
+    for event in seen["wire"]:  # every event names the item (and part) it belongs to
+        if "output_index" in event:
+            assert event.get("item_id", event.get("item")) == ids[event["output_index"]], event
+        if event["type"].startswith(("response.content_part", "response.output_text")):
+            assert event["content_index"] == 0, event
+    assert seen["done_call"]["code"] == code and seen["done_call"]["status"] == "completed"
+    assert seen["done_call"]["outputs"] == [{"type": "logs", "logs": "140\n"}]
+    assert seen["done_call"]["container_id"].startswith("cntr_")
+    assert seen["lifecycle_statuses"] == ["in_progress", "in_progress", "completed"]
+    usage = seen["final_usage"]
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert usage["input_tokens_details"] is not None and usage["output_tokens_details"] is not None
     assert seen["final_status"] == "completed"
     assert stripped(seen["final_logs"]) == ["140"]
     assert seen["final_text"] == seen["text_deltas"]
@@ -167,8 +185,9 @@ def test_streaming_in_the_spec_order_and_the_sdk_accumulator(
     assert stripped(seen["helper_logs"]) == ["42"]
     assert "42" in seen["helper_output_text"]
     report(
+        pytestconfig,
         f"{sdk}: first streamed event after {seen['first_event_s'] * 1000:.0f} ms "
-        f"(whole one-cell response {seen['total_s']:.2f} s)"
+        f"(whole one-cell response {seen['total_s']:.2f} s)",
     )
 
 
@@ -180,6 +199,8 @@ def test_stream_replay_and_resume(
     assert seen["replay_types"] == seen["types"]
     assert seen["replay_sequence_numbers"] == seen["sequence_numbers"]
     assert seen["resumed_sequence_numbers"] == [n for n in seen["sequence_numbers"] if n > 3]
+    assert seen["helper_replay"] == {"id": seen["response_id"], "status": "completed", "text": seen["text"]}
+    assert "10" in seen["text"]
 
 
 @sdks
@@ -207,12 +228,22 @@ def test_a_png_the_code_saved_is_cited_and_downloads(
         "bytes": seen["png_bytes"],
         "object": "container.file",
     }
-    assert seen["auto_container"]["object"] == "container"
+    assert seen["auto_container"] == {"object": "container", "status": "running"}
+    streamed = [*CANONICAL[:12], "response.output_text.annotation.added", *CANONICAL[12:]]
+    assert collapse(seen["stream_types"]) == streamed, seen["stream_types"]
+    [added] = seen["stream_annotations"]
+    assert added["annotation_index"] == 0 and added["type"] == "container_file_citation"
+    assert added["filename"] == "chart.png" and added["file_id"].startswith("cfile_")
+    assert seen["stream_final_annotations"] == [{k: v for k, v in added.items() if k != "annotation_index"}]
 
 
 @sdks
 def test_a_conversation_keeps_variables_and_another_does_not_see_them(
-    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+    sdk: str,
+    live_server: LiveServer,
+    scripted_model: ScriptedModel,
+    quarterly_csv: Path,
+    pytestconfig: pytest.Config,
 ) -> None:
     seen = flow(sdk, "conversation", live_server, scripted_model, quarterly_csv)
     assert stripped(seen["first_logs"]) == ["1235"]
@@ -231,7 +262,10 @@ def test_a_conversation_keeps_variables_and_another_does_not_see_them(
     assert seen["metadata"] == {"suite": "changed"} and seen["updated_object"] == "conversation"
     assert seen["deleted"] == {"object": "conversation.deleted", "deleted": True}
     assert seen["after_delete"] == 404
-    report(f"{sdk}: two-turn code-interpreter conversation {seen['two_turns_s']:.2f} s (scripted model)")
+    report(
+        pytestconfig,
+        f"{sdk}: two-turn code-interpreter conversation {seen['two_turns_s']:.2f} s (scripted model)",
+    )
 
 
 @sdks
@@ -273,9 +307,11 @@ def test_background_polling_and_cancel(
     assert seen["cancelled_status"] == "cancelled" and seen["cancelled_stays"] == "cancelled"
 
 
-def report(line: str) -> None:
-    """Numbers for the closing note: shown even when pytest captures output."""
-    sys.__stdout__.write(f"\n[responses timing] {line}\n")
+def report(config: pytest.Config, line: str) -> None:
+    """Numbers for the closing note, shown on the terminal even when pytest captures output."""
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"[timing] {line}")
 
 
 # ---- Client mistakes, over plain HTTP: OpenAI's error shape and status, and nothing stored. ----
