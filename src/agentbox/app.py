@@ -97,12 +97,16 @@ def build_app(
     app.state.token_signer = TokenSigner.from_data_dir(data_dir) if settings.identity_header else None
     errors.install(app)
 
-    api = APIRouter(dependencies=[Depends(require_key)])
+    classic = APIRouter(dependencies=[Depends(require_key)])
     # runs first: its POST /threads/runs must win over threads' POST /threads/{thread_id}.
-    for module in (files, assistants, runs, threads, messages, *RESPONSES_MODULES):
+    for module in (files, assistants, runs, threads, messages):
+        classic.include_router(module.router)
+    api = APIRouter(dependencies=[Depends(require_key)])
+    api.include_router(classic)
+    for module in RESPONSES_MODULES:
         api.include_router(module.router)
     app.include_router(api, prefix="/v1")
-    azure.mount(app, api)
+    azure.mount(app, classic)  # the classic agents' prefixes carry the Assistants generation only
     foundry.mount(app, [module.router for module in (files, *RESPONSES_MODULES)])
     if settings.identity_header:
         app.include_router(tokens.router)

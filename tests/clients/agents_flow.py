@@ -99,15 +99,30 @@ async def main(base_url: str, api_key: str) -> None:
             "first_run_s": first_s,
         }
 
+    async def conversation() -> dict[str, Any]:
+        # Server-side state through a conversation: the SDK sends conversation=… and only new input.
+        conv = await client.conversations.create()
+        first = await Runner.run(agent, run("kept = 'still here'\nprint(kept)"), conversation_id=conv.id)
+        second = await Runner.run(agent, run("print(kept.upper())"), conversation_id=conv.id)
+        items = [item async for item in client.conversations.items.list(conv.id, order="asc")]
+        return {
+            "first": first.final_output,
+            "second": second.final_output,
+            "containers": [c.container_id for c in code_calls(first) + code_calls(second)],
+            "item_types": [item.type for item in items],
+        }
+
     async def streamed() -> dict[str, Any]:
+        # This agent names its model by string: the SDK's default provider over the default client.
+        by_name = agent.clone(model="gpt-4o-mini")
         started = time.perf_counter()
-        result = Runner.run_streamed(agent, input=run("print(sum(range(10)))"))
+        result = Runner.run_streamed(by_name, input=run("print(sum(range(10)))"))
         kinds: list[str] = []
         raw: list[str] = []
         item_events: list[str] = []
         first_event_s = None
         async for event in result.stream_events():
-            if first_event_s is None:
+            if first_event_s is None and event.type == "raw_response_event":  # the first from agentbox
                 first_event_s = time.perf_counter() - started
             kinds.append(event.type)
             if event.type == "raw_response_event":
@@ -125,6 +140,7 @@ async def main(base_url: str, api_key: str) -> None:
         }
 
     await section("run", plain)
+    await section("conversation", conversation)
     await section("streamed", streamed)
     await client.close()
     print(json.dumps(seen, default=str))

@@ -102,6 +102,36 @@ def section_code(client: OpenAI, csv_path: str) -> dict[str, Any]:
     seen["second_container_id"] = second_call.container_id
     seen["second_previous"] = second.previous_response_id
     seen["second_instructions"] = second.instructions
+    # Stateless chaining: turn 1's output items replayed as input; auto mode reuses their container.
+    replayed = client.responses.create(
+        model=MODEL,
+        input=[
+            {"role": "user", "content": run(code)},
+            *[item.model_dump(mode="json", exclude_none=True) for item in first.output],
+            {"role": "user", "content": run("print(rows + 1)")},
+        ],
+        tools=[auto()],
+        include=[OUTPUTS],
+        store=False,
+    )
+    seen["replayed_logs"] = [logs(c) for c in calls(replayed)]
+    seen["replayed_containers"] = [c.container_id for c in calls(replayed)]
+    # A file in the input is copied into the container.
+    attached = client.responses.create(
+        model=MODEL,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": run("import os\nprint(sorted(os.listdir('.')))")},
+                    {"type": "input_file", "file_id": upload.id},
+                ],
+            }
+        ],
+        tools=[auto()],
+        include=[OUTPUTS],
+    )
+    seen["attached_logs"] = [logs(c) for c in calls(attached)]
     # Outputs only when asked for.
     plain = client.responses.create(
         model=MODEL, previous_response_id=second.id, input=run("print('quiet')"), tools=[auto()]
@@ -195,10 +225,15 @@ def section_stream(client: OpenAI, csv_path: str) -> dict[str, Any]:
         "final_status": final.status if final else None,
     }
     # The SDK's own accumulator.
+    started = time.perf_counter()
     with client.responses.stream(
         model=MODEL, input=run("print(6 * 7)"), tools=[auto()], include=[OUTPUTS]
     ) as managed:
-        helper_types = [event.type for event in managed]
+        helper_types = []
+        for event in managed:
+            if not helper_types:
+                seen["warm_first_event_s"] = time.perf_counter() - started
+            helper_types.append(event.type)
         response = managed.get_final_response()
     seen["helper_types"] = helper_types
     seen["helper_output_types"] = [item.type for item in response.output]
@@ -416,6 +451,23 @@ def section_background(client: OpenAI, csv_path: str) -> dict[str, Any]:
     return seen
 
 
+def section_failure(client: OpenAI, csv_path: str) -> dict[str, Any]:
+    """The model endpoint breaks (the scripted model fails on MODEL-FAILS): a failed response."""
+    failed = client.responses.create(model=MODEL, input="MODEL-FAILS", tools=[auto()])
+    events = list(client.responses.create(model=MODEL, input="MODEL-FAILS", tools=[auto()], stream=True))
+    last = events[-1]
+    return {
+        "status": failed.status,
+        "error": failed.error.model_dump(mode="json") if failed.error else None,
+        "retrieved_status": client.responses.retrieve(failed.id).status,
+        "stream_types": [e.type for e in events],
+        "stream_status": last.response.status if hasattr(last, "response") else None,
+        "stream_error": last.response.error.model_dump(mode="json")
+        if hasattr(last, "response") and last.response.error
+        else None,
+    }
+
+
 SECTIONS: dict[str, Callable[[OpenAI, str], dict[str, Any]]] = {
     "code": section_code,
     "stream": section_stream,
@@ -424,6 +476,7 @@ SECTIONS: dict[str, Callable[[OpenAI, str], dict[str, Any]]] = {
     "conversation": section_conversation,
     "containers": section_containers,
     "background": section_background,
+    "failure": section_failure,
 }
 
 

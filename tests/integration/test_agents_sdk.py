@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.conftest import API_KEY
-from tests.integration.test_responses_sdk import brain, report
+from tests.integration.test_responses_sdk import CANONICAL, brain, collapse, report
 from tests.live_server import REPO, LiveServer
 from tests.scripted_model import ScriptedModel
 
@@ -51,6 +51,12 @@ def test_the_agents_sdk_runs_code_interpreter(
     assert "43" in ran["chained_final_output"]
     assert ran["chained_containers"] == [ran["calls"][0]["container_id"]]
 
+    talk = seen["conversation"]
+    assert "failed" not in talk, talk.get("trace")
+    assert "still here" in talk["first"] and "STILL HERE" in talk["second"]
+    assert len(talk["containers"]) == 2 and talk["containers"][0] == talk["containers"][1]
+    assert talk["item_types"] == ["message", "code_interpreter_call", "message"] * 2
+
     streamed = seen["streamed"]
     assert "failed" not in streamed, streamed.get("trace")
     assert streamed["is_complete"] is True
@@ -58,11 +64,11 @@ def test_the_agents_sdk_runs_code_interpreter(
     assert (
         streamed["raw_types"][0] == "response.created" and streamed["raw_types"][-1] == "response.completed"
     )
-    assert "response.code_interpreter_call_code.delta" in streamed["raw_types"]
+    assert collapse(streamed["raw_types"]) == CANONICAL
     assert streamed["item_events"] == ["tool_called", "message_output_created"]
     assert [c["status"] for c in streamed["calls"]] == ["completed"]
     report(
         pytestconfig,
         f"openai-agents: Runner.run {ran['first_run_s']:.2f} s; "
-        f"Runner.run_streamed first event after {streamed['first_event_s'] * 1000:.0f} ms",
+        f"Runner.run_streamed first server event after {streamed['first_event_s'] * 1000:.0f} ms",
     )

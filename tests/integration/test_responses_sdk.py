@@ -50,6 +50,8 @@ def brain(messages: Messages) -> Code | Text:
     results = [m for m in messages[users[-1] + 1 :] if m.get("role") == "tool"]
     if results:
         return Text(f"The code printed: {results[-1].get('content')}")
+    if "MODEL-FAILS" in _text(messages[users[-1]].get("content")):
+        raise RuntimeError("the scripted model breaks this request off")
     found = RUN.search(_text(messages[users[-1]].get("content")))
     return Code(found.group(1)) if found else Text("Nothing to run.")
 
@@ -126,6 +128,11 @@ def test_code_interpreter_and_previous_response_id(
     assert seen["second_container_id"] == seen["container_id"]
     assert seen["second_previous"] == seen["id"]
     assert seen["second_instructions"] is None  # instructions are not carried over
+    assert stripped(seen["replayed_logs"]) == ["501"]  # replayed items carry their container
+    assert seen["replayed_containers"] == [seen["container_id"]]
+    assert (
+        len(seen["attached_logs"]) == 1 and "synthetic_500_quarterly_results.csv" in seen["attached_logs"][0]
+    )
     assert seen["plain_outputs"] == [None]  # outputs only with the include
     assert seen["retrieved_status"] == "completed"
     assert seen["retrieved_output_ids"] == seen["second_output_ids"]
@@ -187,6 +194,7 @@ def test_streaming_in_the_spec_order_and_the_sdk_accumulator(
     report(
         pytestconfig,
         f"{sdk}: first streamed event after {seen['first_event_s'] * 1000:.0f} ms "
+        f"(the client's first request; {seen['warm_first_event_s'] * 1000:.0f} ms on its next) "
         f"(whole one-cell response {seen['total_s']:.2f} s)",
     )
 
@@ -307,11 +315,25 @@ def test_background_polling_and_cancel(
     assert seen["cancelled_status"] == "cancelled" and seen["cancelled_stays"] == "cancelled"
 
 
+@sdks
+def test_a_broken_model_gives_a_failed_response(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    seen = flow(sdk, "failure", live_server, scripted_model, quarterly_csv)
+    assert seen["status"] == "failed" and seen["retrieved_status"] == "failed"
+    assert seen["error"]["code"] == "server_error" and seen["error"]["message"]
+    assert seen["stream_types"][:2] == ["response.created", "response.in_progress"]
+    assert seen["stream_types"][-1] == "response.failed" and "response.completed" not in seen["stream_types"]
+    assert seen["stream_status"] == "failed" and seen["stream_error"]["code"] == "server_error"
+
+
 def report(config: pytest.Config, line: str) -> None:
     """Numbers for the closing note, shown on the terminal even when pytest captures output."""
     reporter = config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"[timing] {line}")
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"[timing] {line}")
 
 
 # ---- Client mistakes, over plain HTTP: OpenAI's error shape and status, and nothing stored. ----
@@ -391,17 +413,29 @@ def test_a_tool_agentbox_does_not_run_is_400_and_stores_nothing(
     assert http.get(f"/conversations/{conversation}/items").json()["data"] == []
 
 
-def test_an_expired_container_is_the_400_openai_gives(http: httpx.Client) -> None:
-    # The shortest lifetime a client may ask for is one idle minute; wait it out for real.
-    container = http.post(
-        "/containers", json={"name": "short", "expires_after": {"anchor": "last_active_at", "minutes": 1}}
-    ).json()
-    time.sleep(62)
-    response = create(http, tools=[{"type": "code_interpreter", "container": container["id"]}])
+@pytest.fixture(scope="module", autouse=True)
+def idle_container(live_server: LiveServer) -> tuple[str, float]:
+    """A container with the shortest lifetime a client may ask for (one idle minute), made when this
+    module starts so that its minute passes while the other tests run; never touched after."""
+    response = httpx.post(
+        f"{live_server.base_url}/containers",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"name": "short", "expires_after": {"anchor": "last_active_at", "minutes": 1}},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["id"], time.monotonic()
+
+
+def test_an_expired_container_is_the_400_openai_gives(
+    http: httpx.Client, idle_container: tuple[str, float]
+) -> None:
+    container_id, made = idle_container
+    time.sleep(max(0.0, made + 61 - time.monotonic()))  # wait out the idle minute, for real
+    response = create(http, tools=[{"type": "code_interpreter", "container": container_id}])
     assert error_of(response, 400) == {
         "message": "Container is expired.",
         "type": "invalid_request_error",
         "param": None,
         "code": None,
     }
-    assert http.get(f"/containers/{container['id']}").json()["status"] == "expired"
+    assert http.get(f"/containers/{container_id}").json()["status"] == "expired"

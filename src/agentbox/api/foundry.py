@@ -224,6 +224,7 @@ async def create_agent_version(
 
 @router.post("/agents")
 async def create_agent(store: StoreDep, body: CreateAgent) -> AgentObject:
+    agents.check_name(body.name, param="name")
     try:
         await agents.latest(store, body.name)
     except NotFound:
