@@ -99,6 +99,20 @@ async def main(base_url: str, api_key: str) -> None:
             "first_run_s": first_s,
         }
 
+    async def replayed() -> dict[str, Any]:
+        # The Agents SDK's own multi-turn idiom: the last run's items as the next run's input.
+        first = await Runner.run(agent, run("carried = 20\nprint(carried)"))
+        verbose = agent.clone(
+            model_settings=ModelSettings(response_include=["code_interpreter_call.outputs"])
+        )
+        follow = [*first.to_input_list(), {"role": "user", "content": run("print(carried + 1)")}]
+        second = await Runner.run(verbose, follow)
+        return {
+            "logs": [logs(c) for c in code_calls(second)],
+            "containers": [c.container_id for c in code_calls(first) + code_calls(second)],
+            "final_output": second.final_output,
+        }
+
     async def conversation() -> dict[str, Any]:
         # Server-side state through a conversation: the SDK sends conversation=… and only new input.
         conv = await client.conversations.create()
@@ -140,6 +154,7 @@ async def main(base_url: str, api_key: str) -> None:
         }
 
     await section("run", plain)
+    await section("replayed", replayed)
     await section("conversation", conversation)
     await section("streamed", streamed)
     await client.close()

@@ -51,6 +51,11 @@ def test_the_agents_sdk_runs_code_interpreter(
     assert "43" in ran["chained_final_output"]
     assert ran["chained_containers"] == [ran["calls"][0]["container_id"]]
 
+    again = seen["replayed"]
+    assert "failed" not in again, again.get("trace")
+    assert [s.strip() for s in again["logs"]] == ["21"]  # the replayed call's container is reused
+    assert len(again["containers"]) == 2 and again["containers"][0] == again["containers"][1]
+
     talk = seen["conversation"]
     assert "failed" not in talk, talk.get("trace")
     assert "still here" in talk["first"] and "STILL HERE" in talk["second"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -206,3 +207,54 @@ def test_bad_input_is_a_clear_4xx(http: httpx.Client, scripted_model: ScriptedMo
         assert error["message"] and error["type"] == "invalid_request_error"
         assert error["param"] == param, (body, error)
     assert scripted_model.requests == []  # nothing reached the model
+
+
+def test_input_file_parts_land_in_the_container(
+    client: openai.OpenAI, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    with open(quarterly_csv, "rb") as handle:
+        upload = client.files.create(file=handle, purpose="user_data")
+    scripted_model.script(
+        Code(f"import pandas as pd\nprint(len(pd.read_csv('{quarterly_csv.name}')))"),
+        lambda m: Text(last_tool_output(m)),
+    )
+    response = client.responses.create(
+        model="m",
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "How many rows?"},
+                    {"type": "input_file", "file_id": upload.id},
+                ],
+            }
+        ],
+        tools=[CODE_TOOL],
+        metadata={"case": "input-file"},
+    )
+    assert response.output_text.strip() == "500"
+    assert response.metadata == {"case": "input-file"}
+    call = response.output[0]
+    assert call.type == "code_interpreter_call"
+    names = [f.path for f in client.containers.files.list(call.container_id)]
+    assert f"/mnt/data/{quarterly_csv.name}" in names
+    system = scripted_model.requests[0]["messages"][0]["content"]
+    assert f"/mnt/data/{quarterly_csv.name}" in system
+
+
+def test_code_and_function_arguments_stream(client: openai.OpenAI, scripted_model: ScriptedModel) -> None:
+    lookup = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
+    scripted_model.script(Code("print('streamed ' * 3)"), Code("abc", tool="lookup"))
+    events = list(client.responses.create(model="m", input="go", tools=[CODE_TOOL, lookup], stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    code = "".join(e.delta for e in events if e.type == "response.code_interpreter_call_code.delta")
+    assert code == "print('streamed ' * 3)" and kinds.count("response.code_interpreter_call_code.delta") > 1
+    arguments = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert json.loads(arguments) == {"code": "abc"}
+    assert kinds.index("response.code_interpreter_call.interpreting") < kinds.index(
+        "response.code_interpreter_call.completed"
+    )
+    final = events[-1].response  # type: ignore[union-attr]
+    assert [o.type for o in final.output] == ["code_interpreter_call", "function_call"]
