@@ -102,20 +102,6 @@ def section_code(client: OpenAI, csv_path: str) -> dict[str, Any]:
     seen["second_container_id"] = second_call.container_id
     seen["second_previous"] = second.previous_response_id
     seen["second_instructions"] = second.instructions
-    # Stateless chaining: turn 1's output items replayed as input; auto mode reuses their container.
-    replayed = client.responses.create(
-        model=MODEL,
-        input=[
-            {"role": "user", "content": run(code)},
-            *[item.model_dump(mode="json", exclude_none=True) for item in first.output],
-            {"role": "user", "content": run("print(rows + 1)")},
-        ],
-        tools=[auto()],
-        include=[OUTPUTS],
-        store=False,
-    )
-    seen["replayed_logs"] = [logs(c) for c in calls(replayed)]
-    seen["replayed_containers"] = [c.container_id for c in calls(replayed)]
     # A file in the input is copied into the container.
     attached = client.responses.create(
         model=MODEL,
@@ -266,6 +252,28 @@ def section_replay(client: OpenAI, csv_path: str) -> dict[str, Any]:
     }
 
 
+def section_replayed(client: OpenAI, csv_path: str) -> dict[str, Any]:
+    """Stateless chaining: a response's output items replayed as input (store=False); auto mode
+    reuses the container of the replayed code_interpreter_call, so its variables are still there."""
+    code = "carried = 500\nprint(carried)"
+    first = client.responses.create(model=MODEL, input=run(code), tools=[auto()], include=[OUTPUTS])
+    seen: dict[str, Any] = {"container_id": calls(first)[0].container_id}
+    replayed = client.responses.create(
+        model=MODEL,
+        input=[
+            {"role": "user", "content": run(code)},
+            *[item.model_dump(mode="json", exclude_none=True) for item in first.output],
+            {"role": "user", "content": run("print(carried + 1)")},
+        ],
+        tools=[auto()],
+        include=[OUTPUTS],
+        store=False,
+    )
+    seen["replayed_logs"] = [logs(c) for c in calls(replayed)]
+    seen["replayed_containers"] = [c.container_id for c in calls(replayed)]
+    return seen
+
+
 def section_files(client: OpenAI, csv_path: str) -> dict[str, Any]:
     response = client.responses.create(model=MODEL, input=run(PNG_CODE), tools=[auto()], include=[OUTPUTS])
     call = calls(response)[0]
@@ -348,6 +356,15 @@ def section_conversation(client: OpenAI, csv_path: str) -> dict[str, Any]:
     seen["first_page"] = {"count": len(page.data), "has_more": page.has_more}
     items = list(client.conversations.items.list(conversation.id, limit=2, order="asc"))
     seen["items"] = [{"type": i.type, "role": getattr(i, "role", None), "id": i.id} for i in items]
+    with_outputs = client.conversations.items.list(conversation.id, order="asc", include=[OUTPUTS])
+    seen["item_outputs"] = [
+        [logs(i), _plain(i).get("container_id")] for i in with_outputs if i.type == "code_interpreter_call"
+    ]
+    seen["item_outputs_hidden"] = [
+        i.outputs
+        for i in client.conversations.items.list(conversation.id)
+        if i.type == "code_interpreter_call"
+    ]
     newest = list(client.conversations.items.list(conversation.id, limit=100))
     seen["items_desc_ids"] = [i.id for i in newest]
     one = client.conversations.items.retrieve(items[0].id, conversation_id=conversation.id)
@@ -451,6 +468,54 @@ def section_background(client: OpenAI, csv_path: str) -> dict[str, Any]:
     return seen
 
 
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"code": {"type": "string"}}},
+}
+
+
+def section_function(client: OpenAI, csv_path: str) -> dict[str, Any]:
+    """A client function beside the code tool: its arguments stream, its output continues the response."""
+    events = list(
+        client.responses.create(
+            model=MODEL, input="CALL<<get_weather>>CALL", tools=[auto(), WEATHER], stream=True
+        )
+    )
+    final = events[-1].response
+    call = final.output[0]
+    indexes = {e.output_index for e in events if hasattr(e, "output_index")}
+    with client.responses.stream(model=MODEL, input="CALL<<get_weather>>CALL", tools=[WEATHER]) as managed:
+        for _ in managed:
+            pass
+        helper = managed.get_final_response()
+    continued = client.responses.create(
+        model=MODEL,
+        previous_response_id=final.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+        tools=[auto(), WEATHER],
+    )
+    return {
+        "types": [e.type for e in events],
+        "indexes": sorted(indexes),
+        "argument_deltas": [
+            "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+        ],
+        "arguments_done": [e.arguments for e in events if e.type == "response.function_call_arguments.done"],
+        "call": {
+            "type": call.type,
+            "name": call.name,
+            "status": call.status,
+            "arguments": call.arguments,
+            "call_id": call.call_id,
+        },
+        "helper_call": helper.output[0].name,
+        "helper_parsed_arguments": helper.output[0].arguments,
+        "continued_text": continued.output_text,
+    }
+
+
 def section_failure(client: OpenAI, csv_path: str) -> dict[str, Any]:
     """The model endpoint breaks (the scripted model fails on MODEL-FAILS): a failed response."""
     failed = client.responses.create(model=MODEL, input="MODEL-FAILS", tools=[auto()])
@@ -472,11 +537,13 @@ SECTIONS: dict[str, Callable[[OpenAI, str], dict[str, Any]]] = {
     "code": section_code,
     "stream": section_stream,
     "replay": section_replay,
+    "replayed": section_replayed,
     "files": section_files,
     "conversation": section_conversation,
     "containers": section_containers,
     "background": section_background,
     "failure": section_failure,
+    "function": section_function,
 }
 
 

@@ -30,6 +30,7 @@ SDKS = {
     "openai-3.57.0": REPO / ".clients" / "openai3" / "bin" / "python",
 }
 RUN = re.compile(r"RUN<<(.*?)>>RUN", re.DOTALL)
+CALL = re.compile(r"CALL<<(\w+)>>CALL")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = pytest.mark.slow
@@ -52,6 +53,11 @@ def brain(messages: Messages) -> Code | Text:
         return Text(f"The code printed: {results[-1].get('content')}")
     if "MODEL-FAILS" in _text(messages[users[-1]].get("content")):
         raise RuntimeError("the scripted model breaks this request off")
+    called = CALL.search(_text(messages[users[-1]].get("content")))
+    if called:
+        return Code(
+            "Paris", tool=called.group(1)
+        )  # a call of the client's function, arguments {"code": "Paris"}
     found = RUN.search(_text(messages[users[-1]].get("content")))
     return Code(found.group(1)) if found else Text("Nothing to run.")
 
@@ -128,8 +134,6 @@ def test_code_interpreter_and_previous_response_id(
     assert seen["second_container_id"] == seen["container_id"]
     assert seen["second_previous"] == seen["id"]
     assert seen["second_instructions"] is None  # instructions are not carried over
-    assert stripped(seen["replayed_logs"]) == ["501"]  # replayed items carry their container
-    assert seen["replayed_containers"] == [seen["container_id"]]
     assert (
         len(seen["attached_logs"]) == 1 and "synthetic_500_quarterly_results.csv" in seen["attached_logs"][0]
     )
@@ -212,6 +216,17 @@ def test_stream_replay_and_resume(
 
 
 @sdks
+def test_replayed_output_items_keep_the_container(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    # The replayed code_interpreter_call is in the model's context: auto mode reuses its container
+    # (spec §2.1), as the Agents SDK's to_input_list() idiom relies on.
+    seen = flow(sdk, "replayed", live_server, scripted_model, quarterly_csv)
+    assert seen["replayed_containers"] == [seen["container_id"]]
+    assert stripped(seen["replayed_logs"]) == ["501"]
+
+
+@sdks
 def test_a_png_the_code_saved_is_cited_and_downloads(
     sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
 ) -> None:
@@ -264,6 +279,8 @@ def test_a_conversation_keeps_variables_and_another_does_not_see_them(
     assert seen["first_page"] == {"count": 2, "has_more": True}
     turn = [("message", "user"), ("code_interpreter_call", None), ("message", "assistant")]
     assert [(i["type"], i["role"]) for i in seen["items"]] == turn * 2
+    assert seen["item_outputs"] == [["1235\n", seen["containers"][0]], ["2468\n", seen["containers"][0]]]
+    assert seen["item_outputs_hidden"] == [None, None]
     assert seen["items_desc_ids"] == [i["id"] for i in reversed(seen["items"])]
     assert seen["retrieved_item"]["id"] == seen["items"][0]["id"]
     assert seen["added_count"] == 1 and seen["delete_item_returns"] == "conversation"
@@ -313,6 +330,28 @@ def test_background_polling_and_cancel(
     assert stripped(seen["final_logs"]) == ["42"] and "42" in seen["final_text"]
     assert seen["cancel_returns"] == "cancelled"
     assert seen["cancelled_status"] == "cancelled" and seen["cancelled_stays"] == "cancelled"
+
+
+@sdks
+def test_function_calls_stream_and_continue(
+    sdk: str, live_server: LiveServer, scripted_model: ScriptedModel, quarterly_csv: Path
+) -> None:
+    seen = flow(sdk, "function", live_server, scripted_model, quarterly_csv)
+    assert collapse(seen["types"]) == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ], seen["types"]
+    assert seen["argument_deltas"] == seen["arguments_done"] == ['{"code": "Paris"}']
+    assert seen["call"]["name"] == "get_weather" and seen["call"]["status"] == "completed"
+    assert seen["call"]["arguments"] == '{"code": "Paris"}' and seen["call"]["call_id"]
+    assert seen["helper_call"] == seen["call"]["name"]
+    assert seen["helper_parsed_arguments"] == '{"code": "Paris"}'
+    assert "sunny" in seen["continued_text"]
 
 
 @sdks
@@ -439,3 +478,71 @@ def test_an_expired_container_is_the_400_openai_gives(
         "code": None,
     }
     assert http.get(f"/containers/{container_id}").json()["status"] == "expired"
+
+
+def test_sse_frames_name_their_event(
+    http: httpx.Client, scripted_model: ScriptedModel, pytestconfig: pytest.Config
+) -> None:
+    """`event: <type>` then one `data:` line of JSON with the same type, frames split by a blank line."""
+    scripted_model.script(*[brain] * 4)
+    body = {
+        "model": "m",
+        "input": "RUN<<print(1)>>RUN",
+        "tools": [{"type": "code_interpreter"}],
+        "stream": True,
+    }
+    started = time.perf_counter()
+    with http.stream("POST", "/responses", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        chunks = response.iter_raw()
+        raw = next(chunks)
+        first_bytes_s = time.perf_counter() - started
+        raw += b"".join(chunks)
+    total_s = time.perf_counter() - started
+    report(
+        pytestconfig,
+        f"raw HTTP: first SSE bytes after {first_bytes_s * 1000:.0f} ms, "
+        f"whole one-cell response (new auto container) {total_s * 1000:.0f} ms",
+    )
+    frames = [frame for frame in raw.decode().split("\n\n") if frame.strip()]
+    names = []
+    for frame in frames:
+        lines = frame.split("\n")
+        if lines == ["data: [DONE]"]:
+            continue
+        assert len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), frame
+        payload = json.loads(lines[1][len("data: ") :])
+        assert payload["type"] == lines[0][len("event: ") :]
+        names.append(payload["type"])
+    assert names[0] == "response.created" and names[-1] == "response.completed"
+
+
+@pytest.mark.parametrize("container", [None, "auto", {"type": "auto"}])
+def test_the_code_tool_without_a_container_object_is_auto(
+    http: httpx.Client, scripted_model: ScriptedModel, container: Any
+) -> None:
+    scripted_model.script(*[brain] * 4)
+    tool: dict[str, Any] = {"type": "code_interpreter"}
+    if container is not None:
+        tool["container"] = container
+    response = create(
+        http, input="RUN<<print(3 * 3)>>RUN", tools=[tool], include=["code_interpreter_call.outputs"]
+    )
+    assert response.status_code == 200, response.text
+    call = response.json()["output"][0]
+    assert call["type"] == "code_interpreter_call" and call["container_id"].startswith("cntr_")
+    assert call["outputs"] == [{"type": "logs", "logs": "9\n"}]
+
+
+def test_an_unknown_memory_limit_is_400(http: httpx.Client) -> None:
+    tool = {"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "3g"}}
+    error = error_of(create(http, tools=[tool]), 400)
+    assert "memory_limit" in f"{error['param']} {error['message']}"
+
+
+def test_an_unknown_include_on_retrieve_is_400(http: httpx.Client, scripted_model: ScriptedModel) -> None:
+    scripted_model.script(Text("hello"))
+    made = create(http).json()
+    error = error_of(http.get(f"/responses/{made['id']}", params={"include[]": "bogus"}), 400)
+    assert "include" in f"{error['param']} {error['message']}"

@@ -263,7 +263,7 @@ class ResponsesService:
             if container.status == "expired":
                 raise InvalidRequest("Container is expired.")
         else:
-            container = await self._reusable(last_container(context))
+            container = await self._reusable(last_container([*context, *input_items]))
             if container is None:
                 return await self._containers.create(
                     "auto", file_ids=uploads, memory_limit=options.get("memory_limit")
