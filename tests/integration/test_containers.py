@@ -222,6 +222,7 @@ class Service:
 
 
 @requires_sandbox
+@pytest.mark.cgroup_v2
 def test_a_container_gets_its_memory_tier_as_the_session_cap(harness: Harness, tmp_path: Path) -> None:
     s = Service(harness, tmp_path)
     container = harness.call(s.service.create("mem", memory_limit="1g"))
@@ -241,6 +242,7 @@ def test_a_container_gets_its_memory_tier_as_the_session_cap(harness: Harness, t
 
 
 @requires_sandbox
+@pytest.mark.cgroup_v2
 def test_a_pooled_sandbox_claimed_by_a_container_gets_the_containers_cap(tmp_path: Path) -> None:
     h = Harness(tmp_path / "sessions", uid_base=1_360_000, pool_size=1)
     try:

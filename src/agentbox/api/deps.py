@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 from agentbox.access_tokens import TokenSigner
 from agentbox.engine.containers import ContainerService
 from agentbox.engine.conversations import ConversationService
+from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
 from agentbox.errors import Unauthorized
 from agentbox.sandbox import SessionManager
@@ -39,6 +40,11 @@ def get_sandbox(request: Request) -> SessionManager:
 def get_conversations(request: Request) -> ConversationService:
     conversations: ConversationService = request.app.state.conversations
     return conversations
+
+
+def get_responses(request: Request) -> ResponsesService:
+    service: ResponsesService = request.app.state.responses
+    return service
 
 
 def get_containers(request: Request) -> ContainerService:
@@ -78,3 +84,4 @@ EngineDep = Annotated[RunEngine, Depends(get_engine)]
 SandboxDep = Annotated[SessionManager, Depends(get_sandbox)]
 ContainersDep = Annotated[ContainerService, Depends(get_containers)]
 ConversationsDep = Annotated[ConversationService, Depends(get_conversations)]
+ResponsesDep = Annotated[ResponsesService, Depends(get_responses)]

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from agentbox.api.deps import ResponsesDep
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.sse import frame
 from agentbox.engine.events import DONE
 from agentbox.engine.responses.items import present
 from agentbox.engine.responses.service import ResponseParams, ResponsesService
+from agentbox.errors import InvalidRequest
 
 router = APIRouter(tags=["responses"], responses=ERROR_RESPONSES)
 
@@ -23,14 +25,6 @@ RESPONSE_OR_EVENTS: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
-
-
-def get_responses(request: Request) -> ResponsesService:
-    service: ResponsesService = request.app.state.responses
-    return service
-
-
-ResponsesDep = Annotated[ResponsesService, Depends(get_responses)]
 
 
 class ConversationRef(BaseModel):
@@ -173,8 +167,11 @@ async def list_input_items(
     if order == "desc":
         items.reverse()
     ids = [item["id"] for item in items]
-    start = ids.index(after) + 1 if after in ids else 0
-    end = ids.index(before) if before in ids else len(items)
+    for name, cursor in (("after", after), ("before", before)):
+        if cursor is not None and cursor not in ids:
+            raise InvalidRequest(f"No input item found with id '{cursor}' for '{name}'.", param=name)
+    start = ids.index(after) + 1 if after is not None else 0
+    end = ids.index(before) if before is not None else len(items)
     window = items[start:end]
     page = window[:limit]
     return {
