@@ -6,31 +6,19 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentbox.api import wire
 from agentbox.api.deps import ConversationsDep
 from agentbox.api.errors import ERROR_RESPONSES
-from agentbox.engine.responses.items import as_items, present
+from agentbox.api.schemas import Metadata, _check_metadata
+from agentbox.engine.responses.items import Includable, as_items, present
 from agentbox.store.records import ConversationItemRecord, ConversationRecord, Page
 
 router = APIRouter(tags=["conversations"], responses=ERROR_RESPONSES)
 
 Json = dict[str, Any]
-Metadata = dict[str, str]
 
-# Every value the SDKs know (openai 1.109.1 to 3.57.0); only the first changes what agentbox shows,
-# the others name things agentbox never stores. Anything else is a client mistake worth naming.
-Includable = Literal[
-    "code_interpreter_call.outputs",
-    "computer_call_output.output.image_url",
-    "file_search_call.results",
-    "message.input_image.image_url",
-    "message.output_text.logprobs",
-    "reasoning.encrypted_content",
-    "web_search_call.action.sources",
-    "web_search_call.results",
-]
 IncludeQuery = Annotated[list[Includable] | None, Query(alias="include[]")]
 
 
@@ -42,9 +30,13 @@ class CreateConversation(_Body):
     items: list[Json] | None = Field(None, max_length=20)
     metadata: Metadata | None = None
 
+    _metadata = field_validator("metadata")(_check_metadata)
+
 
 class UpdateConversation(_Body):
     metadata: Metadata | None
+
+    _metadata = field_validator("metadata")(_check_metadata)
 
 
 class CreateItems(_Body):

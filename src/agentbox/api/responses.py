@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from agentbox.api.deps import ResponsesDep
 from agentbox.api.errors import ERROR_RESPONSES
+from agentbox.api.schemas import Metadata, _check_metadata
 from agentbox.api.sse import frame
 from agentbox.engine.events import DONE
 from agentbox.engine.responses.items import present
@@ -54,13 +55,15 @@ class CreateResponse(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     parallel_tool_calls: bool | None = None
-    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=16)
+    metadata: Metadata | None = None
     text: dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     user: str | None = None
     # Foundry: azure-ai-projects ≥ 2.0.0b4 sends agent_reference, 2.0.0b1-b3 sent agent.
     agent_reference: AgentReference | None = None
     agent: AgentReference | None = None
+
+    _metadata = field_validator("metadata")(_check_metadata)
 
     def params(self) -> ResponseParams:
         conversation = (

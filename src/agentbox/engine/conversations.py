@@ -18,9 +18,6 @@ from agentbox.store.database import Store
 from agentbox.store.records import ConversationItemRecord, ConversationRecord, Page
 
 MAX_INITIAL_ITEMS = 20
-MAX_METADATA_PAIRS = 16
-MAX_METADATA_KEY = 64
-MAX_METADATA_VALUE = 512
 
 
 class ConversationService:
@@ -30,17 +27,16 @@ class ConversationService:
     async def create(
         self, items: Sequence[Item] = (), metadata: Mapping[str, str] | None = None
     ) -> ConversationRecord:
-        """A new conversation holding `items` (at most 20); InvalidRequest for bad items or metadata."""
+        """A new conversation holding `items` (at most 20); InvalidRequest for bad items."""
         if len(items) > MAX_INITIAL_ITEMS:
             raise InvalidRequest(
                 f"A conversation can be created with at most {MAX_INITIAL_ITEMS} items; "
                 f"got {len(items)}. Add the rest with the items endpoint.",
                 param="items",
             )
-        checked_metadata = check_metadata(metadata)
         await self.ensure_new(items, "items")
         conversation = await self._store.add(
-            ConversationRecord(id=new_id("conv_"), created_at=now(), metadata=checked_metadata)
+            ConversationRecord(id=new_id("conv_"), created_at=now(), metadata=dict(metadata or {}))
         )
         await self._insert(conversation.id, items)
         return conversation
@@ -51,9 +47,8 @@ class ConversationService:
 
     async def update(self, conversation_id: str, metadata: Mapping[str, str] | None) -> ConversationRecord:
         """Replace the metadata (None clears it)."""
-        checked = check_metadata(metadata)
         await self.get(conversation_id)
-        return await self._store.change(ConversationRecord, conversation_id, metadata=checked)
+        return await self._store.change(ConversationRecord, conversation_id, metadata=dict(metadata or {}))
 
     async def delete(self, conversation_id: str) -> None:
         """Delete the conversation and every item in it; NotFound if it does not exist."""
@@ -159,29 +154,3 @@ class ConversationService:
         except NotFound:
             return False
         return True
-
-
-def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    """Metadata as OpenAI bounds it: at most 16 pairs, keys ≤ 64 and values ≤ 512 characters."""
-    if metadata is None:
-        return {}
-    if len(metadata) > MAX_METADATA_PAIRS:
-        raise InvalidRequest(
-            f"metadata may have at most {MAX_METADATA_PAIRS} key-value pairs; got {len(metadata)}.",
-            param="metadata",
-        )
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidRequest("metadata keys and values must be strings.", param="metadata")
-        if len(key) > MAX_METADATA_KEY:
-            raise InvalidRequest(
-                f"metadata keys are at most {MAX_METADATA_KEY} characters; '{key[:20]}…' is longer.",
-                param="metadata",
-            )
-        if len(value) > MAX_METADATA_VALUE:
-            raise InvalidRequest(
-                f"metadata values are at most {MAX_METADATA_VALUE} characters; the value of '{key}' is "
-                "longer.",
-                param="metadata",
-            )
-    return dict(metadata)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from agentbox.engine import prompt
 from agentbox.engine.loop import code_call_turn, tool_result
@@ -19,6 +19,19 @@ from agentbox.ids import new_id
 Item = dict[str, Any]
 
 OUTPUTS_INCLUDE = "code_interpreter_call.outputs"
+# Every value the SDKs know (openai 1.109.1 to 3.57.0); only the first changes what agentbox shows,
+# the others name things agentbox never stores. Anything else is a client mistake worth naming.
+Includable = Literal[
+    "code_interpreter_call.outputs",
+    "computer_call_output.output.image_url",
+    "file_search_call.results",
+    "message.input_image.image_url",
+    "message.output_text.logprobs",
+    "reasoning.encrypted_content",
+    "web_search_call.action.sources",
+    "web_search_call.results",
+]
+INCLUDABLE: tuple[str, ...] = get_args(Includable)
 ROLES = ("user", "assistant", "system", "developer")
 _ID_PREFIX = {
     "message": "msg_",

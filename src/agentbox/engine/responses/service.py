@@ -23,7 +23,7 @@ from agentbox.engine.conversations import ConversationService
 from agentbox.engine.events import DONE, RunEvents
 from agentbox.engine.loop import AgentLoop, RunFailed, Usage, code_tool_choice
 from agentbox.engine.responses.items import (
-    OUTPUTS_INCLUDE,
+    INCLUDABLE,
     Item,
     as_items,
     last_container,
@@ -41,16 +41,6 @@ from agentbox.store.records import ContainerRecord, ResponseRecord
 
 log = logging.getLogger(__name__)
 
-INCLUDABLE = (
-    OUTPUTS_INCLUDE,
-    "file_search_call.results",
-    "web_search_call.results",
-    "web_search_call.action.sources",
-    "message.input_image.image_url",
-    "computer_call_output.output.image_url",
-    "reasoning.encrypted_content",
-    "message.output_text.logprobs",
-)
 TOOL_TYPES = ("code_interpreter", "function")
 TERMINAL = ("completed", "incomplete", "failed", "cancelled")
 
