@@ -15,6 +15,7 @@ from agentbox.api import (
     containers,
     conversations,
     errors,
+    execs,
     files,
     foundry,
     messages,
@@ -29,6 +30,7 @@ from agentbox.engine.assistants import AssistantsRunner
 from agentbox.engine.containers import ContainerService
 from agentbox.engine.conversations import ConversationService
 from agentbox.engine.events import RunEvents
+from agentbox.engine.execs import ExecService
 from agentbox.engine.loop import AgentLoop, LoopLimits
 from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
@@ -87,6 +89,7 @@ def build_app(
     app.state.sandbox = sandbox
     app.state.engine = engine
     app.state.containers = container_service
+    app.state.execs = ExecService(container_service, sandbox)
     app.state.conversations = conversation_service = ConversationService(store)
     app.state.responses = ResponsesService(
         store, loop, engine, events, container_service, conversation_service, ttl_s=settings.run_expires_s
@@ -105,7 +108,9 @@ def build_app(
     api.include_router(classic)
     for module in RESPONSES_MODULES:
         api.include_router(module.router)
+    api.include_router(execs.router)  # an agentbox extension: /v1 only, not on Foundry's prefixes
     app.include_router(api, prefix="/v1")
+
     azure.mount(app, classic)  # the classic agents' prefixes carry the Assistants generation only
     foundry.mount(app, [module.router for module in (files, *RESPONSES_MODULES)])
     if settings.identity_header:

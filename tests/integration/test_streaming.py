@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 from openai import AssistantEventHandler
@@ -147,3 +149,52 @@ def test_a_failing_model_ends_the_stream_with_run_failed_then_done(
     assert recorder.names[-1] == "thread.run.failed"
     assert final.status == "failed" and final.last_error is not None
     assert "limit of 12 code executions" in final.last_error.message
+
+
+class TimedRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: dict[str, float] = {}
+        self.logs_at: list[float] = []
+        self.snapshots: list[str] = []
+
+    @override
+    def on_event(self, event: object) -> None:
+        super().on_event(event)
+        self.at.setdefault(event.event, time.monotonic())  # type: ignore[attr-defined]
+
+    @override
+    def on_tool_call_delta(self, delta: object, snapshot: object) -> None:
+        before = len(self.logs)
+        super().on_tool_call_delta(delta, snapshot)
+        if len(self.logs) > before:
+            self.logs_at.append(time.monotonic())
+            outputs = snapshot.code_interpreter.outputs  # type: ignore[attr-defined]
+            self.snapshots.append(outputs[0].logs)
+
+
+def test_code_output_streams_live_as_step_deltas(
+    client: openai.OpenAI, scripted_model: ScriptedModel
+) -> None:
+    assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "count slowly"}])
+    scripted_model.script(
+        Code("import time\nprint('tick', flush=True)\ntime.sleep(2)\nprint('tock')\n1/0"), Text("ok")
+    )
+    recorder = TimedRecorder()
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=recorder
+    ) as s:
+        s.until_done()
+    # 'tick' reached the client while the cell still slept, before its step completed.
+    assert recorder.logs[0] == "tick\n"
+    assert recorder.at["thread.run.step.completed"] - recorder.logs_at[0] >= 1.5
+    # The deltas add up to the step's logs exactly once: live output, then the rest at the end.
+    logs = "".join(recorder.logs)
+    assert logs.startswith("tick\ntock\nTraceback")
+    assert logs.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert recorder.snapshots[-1] == logs  # what the SDK accumulated from the deltas
+    run = s.get_final_run()
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id)
+    [step] = [step for step in steps if step.type == "tool_calls"]
+    assert step.step_details.tool_calls[0].code_interpreter.outputs[0].logs == logs  # type: ignore[union-attr]

@@ -439,15 +439,22 @@ def test_r18_many_figures_are_capped(sandbox: Harness) -> None:
     assert len(result.images) == sandbox.config.max_images_per_cell
 
 
-def test_fd_level_output_is_captured_in_order(sandbox: Harness) -> None:
+def test_fd_level_output_is_captured_per_stream_in_order(sandbox: Harness) -> None:
     code = (
-        "import os, subprocess, sys\n"
+        "import os, subprocess, sys, time\n"
         "print('one')\n"
         "os.write(1, b'two\\n')\n"
+        "time.sleep(0.2)\n"  # streams are separate pipes: their relative order is the order read
         "print('three', file=sys.stderr)\n"
+        "os.write(2, b'3b\\n')\n"
+        "time.sleep(0.2)\n"
         "_ = subprocess.run(['/bin/echo', 'four'])\n"
+        "_ = subprocess.run(['/bin/sh', '-c', 'echo five >&2'])\n"
     )
-    assert sandbox.run(code).logs == "one\ntwo\nthree\nfour\n"
+    result = sandbox.run(code)
+    assert result.stdout == "one\ntwo\nfour\n"
+    assert result.stderr == "three\n3b\nfive\n"
+    assert result.logs.startswith("one\ntwo\nthree\n3b\n")
 
 
 def test_error_shows_a_traceback_without_executor_frames(sandbox: Harness) -> None:

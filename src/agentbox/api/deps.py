@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 from agentbox.access_tokens import TokenSigner
 from agentbox.engine.containers import ContainerService
 from agentbox.engine.conversations import ConversationService
+from agentbox.engine.execs import ExecService
 from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
 from agentbox.errors import Unauthorized
@@ -52,6 +53,11 @@ def get_containers(request: Request) -> ContainerService:
     return containers
 
 
+def get_execs(request: Request) -> ExecService:
+    execs: ExecService = request.app.state.execs
+    return execs
+
+
 def require_key(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
@@ -83,5 +89,6 @@ BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 EngineDep = Annotated[RunEngine, Depends(get_engine)]
 SandboxDep = Annotated[SessionManager, Depends(get_sandbox)]
 ContainersDep = Annotated[ContainerService, Depends(get_containers)]
+ExecsDep = Annotated[ExecService, Depends(get_execs)]
 ConversationsDep = Annotated[ConversationService, Depends(get_conversations)]
 ResponsesDep = Annotated[ResponsesService, Depends(get_responses)]

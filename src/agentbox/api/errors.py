@@ -41,13 +41,21 @@ def error_body(message: str, type_: str, param: str | None = None, code: str | N
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def _agentbox_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AgentboxError)
+def status_and_body(exc: AgentboxError) -> tuple[int, dict[str, Any]] | None:
+    """The HTTP status and OpenAI error body of an error; None for one without a row here."""
     for cls, status, type_ in _STATUS:
         if isinstance(exc, cls):
             code = exc.code or ("invalid_api_key" if status == 401 else None)
-            return JSONResponse(error_body(exc.message, type_, exc.param, code), status_code=status)
-    return _unexpected(_request, exc)
+            return status, error_body(exc.message, type_, exc.param, code)
+    return None
+
+
+def _agentbox_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentboxError)
+    found = status_and_body(exc)
+    if found is None:
+        return _unexpected(_request, exc)
+    return JSONResponse(found[1], status_code=found[0])
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

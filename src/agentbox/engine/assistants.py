@@ -121,6 +121,9 @@ class _CodeCall:
     async def complete(self, call: ToolCall) -> str:
         return await self._step.complete(call)
 
+    async def output(self, stream: str, text: str) -> None:
+        await self._step.output(text)  # one logs output holds both streams, as the wire has it
+
     async def finish(self, code: str, execution: Execution, completion: Completion) -> str:
         images = [
             outputs.StoredImage(await self._surface.files.image(f"image-{i}.png", data))

@@ -7,18 +7,21 @@ server that did) gets them placed again on the next use.
 Lifecycle:  running ──unused for expires_after minutes since last_active_at──▶ expired (final: its
             session is closed and its files dropped; use() then refuses with OpenAI's 400)
             running | expired ──delete──▶ (gone)
-Every operation on one container (retrieve, file operations, use, collect) refreshes last_active_at.
-Expiry is applied lazily on each access and by a sweep task (start()/aclose()).
+Every operation on one container (retrieve, file operations, use, collect) refreshes last_active_at,
+and a container never expires while code runs in it (busy()). Expiry is applied lazily on each
+access and by a sweep task (start()/aclose()).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -76,6 +79,7 @@ class ContainerService:
         # Check-and-change of one container's state (refresh, expire, a file's record) is atomic.
         self._lock = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
+        self._busy: Counter[str] = Counter()  # containers with code running: never due
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -184,6 +188,20 @@ class ContainerService:
         await self._discard(container_id)
 
     # --- the engine's calls -------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def busy(self, container_id: str) -> AsyncIterator[None]:
+        """Code runs in the container meanwhile: it does not expire, however long that takes, and
+        its idle time starts when the code ends."""
+        self._busy[container_id] += 1
+        try:
+            yield
+        finally:
+            self._busy[container_id] -= 1
+            if not self._busy[container_id]:
+                del self._busy[container_id]
+            with contextlib.suppress(NotFound):
+                await self._settle(container_id, refresh=True)
+
     async def use(self, container_id: str) -> list[InputFile]:
         """Ready the container's session for running code: its memory cap and idle time set, and
         every file to place in /mnt/data. NotFound if unknown; InvalidRequest if expired."""
@@ -225,6 +243,12 @@ class ContainerService:
                 continue
             collected.append(await self._put(container_id, name, blob, size, "assistant"))
         return collected
+
+    async def add_output(self, container_id: str, name: str, data: bytes) -> ContainerFileRecord:
+        """Bytes the code produced outside /mnt/data (a figure it displayed) as the container file
+        /mnt/data/<name> (source "assistant"); the sandbox's own /mnt/data is not changed."""
+        blob, size = await self._blobs.save_stream(new_id("cblob_"), io.BytesIO(data))
+        return await self._put(container_id, name, blob, size, "assistant")
 
     async def file_for_path(self, container_id: str, name: str) -> ContainerFileRecord | None:
         """The container file at /mnt/data/<name> (or that full path), if any."""
@@ -295,6 +319,7 @@ class ContainerService:
     def _due(self, record: ContainerRecord) -> bool:
         return (
             record.status == RUNNING
+            and record.id not in self._busy
             and self._clock() - record.last_active_at >= record.expires_after_minutes * 60
         )
 

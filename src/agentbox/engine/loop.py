@@ -115,7 +115,9 @@ class AgentLoop:
                             "without a final answer."
                         )
                     code = await code_sink.complete(call)
-                    execution = await self._sandbox.execute(task.session_key, code, task.files)
+                    execution = await self._sandbox.execute(
+                        task.session_key, code, task.files, on_output=code_sink.output
+                    )
                     feedback = await code_sink.finish(code, execution, completion)
                     chat.append(tool_result(call.id, feedback))
                 elif call.name in function_names:

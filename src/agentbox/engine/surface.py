@@ -67,6 +67,10 @@ class CodeSink(Protocol):
         """The call's final code, once the model's turn is over."""
         ...
 
+    async def output(self, stream: str, text: str) -> None:
+        """What the running code just wrote ("stdout" or "stderr"), while it runs."""
+        ...
+
     async def finish(self, code: str, execution: Execution, completion: Completion) -> str:
         """Record the execution's outputs; the tool result the model reads back."""
         ...

@@ -59,6 +59,7 @@ class CodeStep:
         self.step: StepRecord | None = None
         self._arguments = ""
         self._streamed = ""
+        self._logs_streamed = ""
 
     async def start(self) -> None:
         self.step = await self._publisher.add(
@@ -82,16 +83,23 @@ class CodeStep:
             await self._input(code[len(self._streamed) :])
         return code
 
+    async def output(self, text: str) -> None:
+        """Output the running code just wrote, as a logs delta of the step's first output."""
+        self._logs_streamed += text
+        await self._output_delta(0, {"type": "logs", "logs": text})
+
     async def finish(self, code: str, outputs: list[dict[str, Any]], usage: dict[str, int]) -> None:
         assert self.step is not None
         for index, output in enumerate(outputs):
-            await self._delta(
-                {
-                    "index": 0,
-                    "type": "code_interpreter",
-                    "code_interpreter": {"outputs": [{"index": index, **output}]},
-                }
-            )
+            if index == 0 and self._logs_streamed and output.get("type") == "logs":
+                # Deltas add up: send only what the live deltas did not (the traceback, a note).
+                logs: str = output["logs"]
+                if logs.startswith(self._logs_streamed):
+                    rest = logs[len(self._logs_streamed) :]
+                    if rest:
+                        await self._output_delta(0, {"type": "logs", "logs": rest})
+                    continue
+            await self._output_delta(index, output)
         details = {
             "type": "tool_calls",
             "tool_calls": [
@@ -110,6 +118,15 @@ class CodeStep:
             details=details,
             completed_at=now(),
             usage=usage,
+        )
+
+    async def _output_delta(self, index: int, output: dict[str, Any]) -> None:
+        await self._delta(
+            {
+                "index": 0,
+                "type": "code_interpreter",
+                "code_interpreter": {"outputs": [{"index": index, **output}]},
+            }
         )
 
     async def _input(self, text: str) -> None:

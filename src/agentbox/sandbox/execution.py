@@ -11,8 +11,18 @@ class ExecutionStatus(enum.Enum):
     OK = "ok"
     ERROR = "error"  # user code raised
     TIMEOUT = "timeout"  # interrupted at the deadline, state kept
+    INTERRUPTED = "interrupted"  # stopped on request (SessionManager.interrupt), state kept
     # session killed (grace expired, kernel died/crashed/exited, OOM): variables lost, files kept
     KILLED = "killed"
+
+
+@dataclass(frozen=True, slots=True)
+class CellError:
+    """The exception a cell raised."""
+
+    name: str
+    value: str
+    traceback: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +33,8 @@ class Execution:
     TIMEOUT/KILLED a sentence saying what happened; cut at the output limit with a marker line."""
     images: tuple[bytes, ...]
     """PNG bytes of each figure the cell displayed, else image files it wrote to /mnt/data."""
+    images_from_files: bool
+    """The images are files among changed_files (the cell displayed no figure)."""
     changed_files: tuple[str, ...]
     """Names relative to /mnt/data of regular files the cell created or modified (server-side scan)."""
     restarted: bool
@@ -32,6 +44,12 @@ class Execution:
     """The session's memory cgroup killed it (logs then end with kernel.OOM_MESSAGE)."""
     state_lost_reason: str | None = None
     """Why variables are gone when restarted is set: the kernel died, or the session expired."""
+    stdout: str = ""
+    stderr: str = ""
+    """Each stream on its own as written (capped like logs, without logs' added sentences)."""
+    output_truncated: bool = False
+    error: CellError | None = None
+    """The cell's exception; for KILLED, name "SessionKilled" and the reason as value."""
 
 
 @dataclass(frozen=True, slots=True)

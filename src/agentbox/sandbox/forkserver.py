@@ -224,7 +224,14 @@ class ForkServer:
             raise
         os.close(ready_w)
         writer = asyncio.StreamWriter(in_transport, in_protocol, None, loop)
-        kernel = Kernel(proc, (reader, writer, errors), spec.max_images, kill_tree, tuple(ours))
+        kernel = Kernel(
+            proc,
+            (reader, writer, errors),
+            spec.max_images,
+            kill_tree,
+            tuple(ours),
+            output_limit=spec.output_limit,
+        )
         try:
             async with asyncio.timeout(start_timeout_s):
                 if await ready.readline() != b"ready\n":

@@ -1,6 +1,7 @@
 """One running executor seen from the server: start it, run a cell under the timeout ladder, kill it.
 
-    run(code):  exec ──end──▶ Reply
+    run(code):  exec ──output…──end──▶ Reply                 (output frames reach on_output live)
+                  │ interrupt()  ──end within grace──▶ Reply(stopped=True)
                   │ deadline
                   ▼
                 interrupt ──end within grace──▶ Reply(interrupted=True)   (state kept)
@@ -41,21 +42,36 @@ OOM_MESSAGE = "out of memory — the session was restarted, variables were lost,
 class KernelGone(Exception):
     """The executor stopped before finishing the cell; `reason` is a sentence for the user."""
 
-    def __init__(self, reason: str, output: str = "", oom: bool = False) -> None:
+    def __init__(
+        self, reason: str, output: str = "", oom: bool = False, streams: tuple[str, str] = ("", "")
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.output = output
         self.oom = oom
+        self.stdout, self.stderr = streams
+
+
+OutputCallback = Callable[[str, str], Awaitable[None]]
+"""Told each piece of a running cell's output as it is written: (stream "stdout"|"stderr", text)."""
 
 
 @dataclass(slots=True)
 class Reply:
     status: str  # "ok" | "error"
     output: str
+    """stdout and stderr together, in the order they were read."""
     output_bytes: int
     traceback: str | None
     images: list[bytes] = field(default_factory=list)
     interrupted: bool = False
+    """Interrupted at the deadline."""
+    stopped: bool = False
+    """Interrupted on request (interrupt())."""
+    stdout: str = ""
+    stderr: str = ""
+    error_name: str | None = None
+    error_value: str | None = None
 
 
 class Kernel:
@@ -71,6 +87,8 @@ class Kernel:
         max_images: int,
         kill_tree: Callable[[tuple[int, ...]], Awaitable[bool]],
         transports: tuple[asyncio.BaseTransport, ...] = (),
+        *,
+        output_limit: int,
     ) -> None:
         self._proc = proc
         self._reader, self._writer, self._errors = streams
@@ -80,8 +98,16 @@ class Kernel:
         # Kills the session's processes but the given pids; True after an OOM kill.
         self._kill_tree = kill_tree
         self._waiter: int | None = None  # a forked kernel's parent (set_waiter)
+        # The executor caps output in bytes; this bounds what a forged frame could add (an
+        # undecodable byte legitimately becomes four characters).
+        self._output_chars = 4 * output_limit
         self._next_id = 0
+        self._running: int | None = None
+        self._stop_requested = False
+        self._gone_reason: str | None = None
+        self._escalation: asyncio.Task[None] | None = None
         self._images: list[bytes] = []
+        self._output: list[tuple[str, str]] = []
         self._exit: dict[str, Any] | None = None
         self.pid = proc.pid
 
@@ -91,6 +117,7 @@ class Kernel:
         argv: list[str],
         *,
         max_images: int,
+        output_limit: int,
         start_timeout_s: float,
         kill_tree: Callable[[tuple[int, ...]], Awaitable[bool]],
         pass_fds: tuple[int, ...] = (),
@@ -110,7 +137,9 @@ class Kernel:
         except OSError as exc:
             raise SandboxUnavailable(f"cannot start the sandbox ({argv[0]}): {exc.strerror}") from exc
         assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
-        kernel = cls(proc, (proc.stdout, proc.stdin, proc.stderr), max_images, kill_tree)
+        kernel = cls(
+            proc, (proc.stdout, proc.stdin, proc.stderr), max_images, kill_tree, output_limit=output_limit
+        )
         await kernel.wait_hello(start_timeout_s)
         return kernel
 
@@ -142,35 +171,66 @@ class Kernel:
     def alive(self) -> bool:
         return self._proc.returncode is None and self._exit is None
 
-    async def run(self, code: str, timeout_s: float, grace_s: float) -> Reply:
+    async def run(
+        self, code: str, timeout_s: float, grace_s: float, on_output: OutputCallback | None = None
+    ) -> Reply:
         """Run one cell under the ladder; raises KernelGone when the session had to die."""
         self._next_id += 1
         request_id = self._next_id
         self._images = []
+        self._output = []
+        self._stop_requested = False
         try:
             await self._send({"op": "exec", "id": request_id, "code": code})
         except frames.FrameError as exc:
             raise InvalidRequest(f"the code is too large to send to the sandbox: {exc}") from exc
+        self._running = request_id
         try:
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout_s):
+                        return await self._collect(request_id, on_output)
+            except asyncio.CancelledError:
+                # Whoever waited (a cancelled run) is gone; the cell must not run on behind its back.
+                await asyncio.shield(self._abandon(request_id, grace_s))
+                raise
+            await self._send({"op": "interrupt", "id": request_id})
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_s):
-                    return await self._collect(request_id)
-        except asyncio.CancelledError:
-            # Whoever waited (a cancelled run) is gone; the cell must not run on behind its back.
-            await asyncio.shield(self._abandon(request_id, grace_s))
-            raise
-        await self._send({"op": "interrupt", "id": request_id})
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace_s):
-                reply = await self._collect(request_id)
-                reply.interrupted = True
-                return reply
-        if await self.kill():
-            raise KernelGone(OOM_MESSAGE, oom=True)
-        raise KernelGone(
-            f"The session was killed: the cell ran past {timeout_s:g} s and did not stop within "
-            f"{grace_s:g} s of an interrupt; variables were lost, files in /mnt/data were kept."
-        )
+                async with asyncio.timeout(grace_s):
+                    reply = await self._collect(request_id, on_output)
+                    reply.interrupted = True
+                    return reply
+            if await self.kill():
+                raise KernelGone(OOM_MESSAGE, self._joined(), True, self._streams())
+            raise KernelGone(
+                f"The session was killed: the cell ran past {timeout_s:g} s and did not stop within "
+                f"{grace_s:g} s of an interrupt; variables were lost, files in /mnt/data were kept.",
+                self._joined(),
+                streams=self._streams(),
+            )
+        finally:
+            self._running = None
+
+    async def interrupt(self, grace_s: float) -> bool:
+        """Stop the running cell as a KeyboardInterrupt (its Reply says stopped); a cell still running
+        grace_s later is ended by killing the session. False when no cell was running."""
+        request_id = self._running
+        if request_id is None:
+            return False
+        self._stop_requested = True
+        with contextlib.suppress(KernelGone, OSError):
+            await self._send({"op": "interrupt", "id": request_id})
+        self._escalation = asyncio.create_task(self._kill_if_still_running(request_id, grace_s))
+        return True
+
+    async def _kill_if_still_running(self, request_id: int, grace_s: float) -> None:
+        await asyncio.sleep(grace_s)
+        if self._running == request_id and self.alive:
+            self._gone_reason = (
+                f"The session was killed: the cell did not stop within {grace_s:g} s of an interrupt; "
+                "variables were lost, files in /mnt/data were kept."
+            )
+            await self.kill()
 
     async def _abandon(self, request_id: int, grace_s: float) -> None:
         """Interrupt a cell nobody waits for any more; kill the session if it won't stop."""
@@ -215,20 +275,38 @@ class Kernel:
             transport.close()
         return oom
 
-    async def _collect(self, request_id: int) -> Reply:
+    async def _collect(self, request_id: int, on_output: OutputCallback | None = None) -> Reply:
         while True:
             frame = await self._next_frame()
             if frame.get("id") != request_id:
                 continue  # late frames of an earlier, interrupted cell
             op = frame["op"]
-            if op == "image":
+            if op == "output":
+                await self._take_output(frame, on_output)
+            elif op == "image":
                 self._take_image(frame)
             elif op == "end":
                 return await self._finish(frame)
 
+    async def _take_output(self, frame: dict[str, Any], on_output: OutputCallback | None) -> None:
+        stream, text = frame.get("stream"), _text(frame.get("text"))
+        room = self._output_chars - sum(len(t) for _, t in self._output)
+        if stream not in ("stdout", "stderr") or not text or room <= 0:
+            return
+        text = text[:room]
+        self._output.append((stream, text))
+        if on_output is not None:
+            await on_output(stream, text)
+
+    def _streams(self) -> tuple[str, str]:
+        return self._joined("stdout"), self._joined("stderr")
+
+    def _joined(self, stream: str | None = None) -> str:
+        return "".join(text for name, text in self._output if stream is None or name == stream)
+
     async def _finish(self, frame: dict[str, Any]) -> Reply:
         status = frame.get("status")
-        output = _text(frame.get("output"))
+        output = self._joined()
         output_bytes = frame.get("output_bytes")
         if not isinstance(output_bytes, int) or output_bytes < 0:
             output_bytes = len(output.encode())
@@ -240,10 +318,23 @@ class Kernel:
                 f"The kernel exited (status {code if isinstance(code, int) else '?'}); "
                 "variables were lost, files in /mnt/data were kept.",
                 output,
+                streams=self._streams(),
             )
         if status not in ("ok", "error"):
             raise ProtocolError(f"end frame with status {status!r}")
-        return Reply(status, output, output_bytes, tb if isinstance(tb, str) else None, self._images)
+        error, value = frame.get("error"), frame.get("error_value")
+        return Reply(
+            status,
+            output,
+            output_bytes,
+            tb if isinstance(tb, str) else None,
+            self._images,
+            stopped=self._stop_requested and error == "KeyboardInterrupt",
+            stdout=self._joined("stdout"),
+            stderr=self._joined("stderr"),
+            error_name=error if isinstance(error, str) else None,
+            error_value=value if isinstance(value, str) else None,
+        )
 
     def _take_image(self, frame: dict[str, Any]) -> None:
         if len(self._images) >= self._max_images or not isinstance(frame.get("png"), str):
@@ -286,7 +377,9 @@ class Kernel:
     async def _gone(self) -> KernelGone:
         code = await self._exit_code()
         if await self.kill():
-            return KernelGone(OOM_MESSAGE, oom=True)
+            return KernelGone(OOM_MESSAGE, self._joined(), True, self._streams())
+        if self._gone_reason is not None:
+            return KernelGone(self._gone_reason, self._joined(), streams=self._streams())
         if code is not None and code > 128:  # bwrap reports a child killed by signal N as 128+N
             why = f"the kernel died of {_signal_name(code - 128)}"
         elif code is not None and code < 0:
@@ -294,7 +387,9 @@ class Kernel:
         else:
             why = f"the kernel exited (status {code})"
         return KernelGone(
-            f"The session was killed: {why}; variables were lost, files in /mnt/data were kept."
+            f"The session was killed: {why}; variables were lost, files in /mnt/data were kept.",
+            self._joined(),
+            streams=self._streams(),
         )
 
     async def _exit_code(self) -> int | None:

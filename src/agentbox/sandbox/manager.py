@@ -33,10 +33,10 @@ from agentbox.sandbox import cgroups, datadir, isolation
 from agentbox.sandbox.backend import Backend, LaunchSpec
 from agentbox.sandbox.bubblewrap import Bubblewrap
 from agentbox.sandbox.config import SandboxConfig
-from agentbox.sandbox.execution import Execution, ExecutionStatus, InputFile
+from agentbox.sandbox.execution import CellError, Execution, ExecutionStatus, InputFile
 from agentbox.sandbox.forkserver import STUB, ForkServer
 from agentbox.sandbox.gvisor import GVisor
-from agentbox.sandbox.kernel import Kernel, KernelGone, Reply
+from agentbox.sandbox.kernel import Kernel, KernelGone, OutputCallback, Reply
 
 log = logging.getLogger(__name__)
 
@@ -483,6 +483,7 @@ class SessionManager:
                 kernel = await Kernel.start(
                     launch.argv,
                     max_images=cfg.max_images_per_cell,
+                    output_limit=cfg.output_limit_bytes,
                     start_timeout_s=cfg.start_timeout_s,
                     kill_tree=kill_tree,
                     pass_fds=launch.pass_fds,
@@ -495,8 +496,17 @@ class SessionManager:
         return kernel, restarted
 
     # --- the engine's calls -------------------------------------------------------------------
-    async def execute(self, key: str, code: str, files: Sequence[InputFile] = ()) -> Execution:
-        """Run one cell in the key's session (created on first use) after placing new input files.
+    async def execute(
+        self,
+        key: str,
+        code: str,
+        files: Sequence[InputFile] = (),
+        *,
+        timeout_s: float | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> Execution:
+        """Run one cell in the key's session (created on first use) after placing new input files;
+        timeout_s overrides the configured cell timeout, on_output hears its output as it is written.
 
         Raises SandboxUnavailable when no kernel can be started, SandboxError when a file cannot be
         placed or the session was closed meanwhile; a cell's own failures (error, timeout, crash, OOM)
@@ -511,13 +521,27 @@ class SessionManager:
                 if session.closed:
                     raise SandboxError("the session was closed while this execution waited")
                 try:
-                    return await self._execute(session, code, files, started)
+                    return await self._execute(session, code, files, started, timeout_s, on_output)
                 finally:
                     session.last_used = time.monotonic()
                     self._reaper_wake.set()
 
+    async def interrupt(self, key: str) -> bool:
+        """Stop the key's running cell (it ends INTERRUPTED, state kept; one that will not stop is
+        killed after the interrupt grace). False when no cell of the key is running."""
+        session = self._sessions.get(key)
+        if session is None or session.kernel is None or not session.kernel.alive:
+            return False
+        return await session.kernel.interrupt(self._config.interrupt_grace_s)
+
     async def _execute(
-        self, session: _Session, code: str, files: Sequence[InputFile], started: float
+        self,
+        session: _Session,
+        code: str,
+        files: Sequence[InputFile],
+        started: float,
+        timeout_s: float | None,
+        on_output: OutputCallback | None,
     ) -> Execution:
         await self._place(session, files)
         kernel, restarted = await self._ensure_kernel(session)
@@ -526,32 +550,48 @@ class SessionManager:
         session.lost_reason = None
         before = await asyncio.to_thread(datadir.snapshot, session.data_dir)
         cfg = self._config
+        timeout = timeout_s if timeout_s is not None else cfg.exec_timeout_s
         images: list[bytes] = []
         oom = False
+        stdout = stderr = ""
+        truncated = False
+        error: CellError | None = None
         try:
-            reply = await kernel.run(code, cfg.exec_timeout_s, cfg.interrupt_grace_s)
+            reply = await kernel.run(code, timeout, cfg.interrupt_grace_s, on_output)
         except KernelGone as gone:
             session.kernel = None
             session.lost_reason = gone.reason
             status, logs, oom = ExecutionStatus.KILLED, _join(gone.output, gone.reason), gone.oom
+            stdout, stderr = gone.stdout, gone.stderr
+            error = CellError("SessionKilled", gone.reason, "")
         else:
-            status, logs, images = self._outcome(reply)
+            status, logs, images = self._outcome(reply, timeout)
+            stdout, stderr = reply.stdout, reply.stderr
+            truncated = reply.output_bytes > cfg.output_limit_bytes
+            if reply.error_name is not None:
+                error = CellError(reply.error_name, reply.error_value or "", reply.traceback or "")
         after = await asyncio.to_thread(datadir.snapshot, session.data_dir)
         changed = datadir.changed(before, after)
-        if not images:
+        from_files = not images
+        if from_files:
             images = await asyncio.to_thread(self._image_files, session.data_dir, changed)
         return Execution(
             status=status,
             logs=logs,
             images=tuple(images),
+            images_from_files=from_files and bool(images),
             changed_files=changed,
             restarted=restarted,
             duration_s=time.monotonic() - started,
             oom=oom,
             state_lost_reason=lost_reason,
+            stdout=stdout,
+            stderr=stderr,
+            output_truncated=truncated,
+            error=error,
         )
 
-    def _outcome(self, reply: Reply) -> tuple[ExecutionStatus, str, list[bytes]]:
+    def _outcome(self, reply: Reply, timeout_s: float) -> tuple[ExecutionStatus, str, list[bytes]]:
         limit = self._config.output_limit_bytes
         logs = reply.output
         if reply.output_bytes > limit:
@@ -560,10 +600,12 @@ class SessionManager:
             logs = _join(logs, reply.traceback)
         if reply.interrupted:
             sentence = (
-                f"Execution interrupted: the cell ran past {self._config.exec_timeout_s:g} s; "
-                "variables and files were kept."
+                f"Execution interrupted: the cell ran past {timeout_s:g} s; variables and files were kept."
             )
             return ExecutionStatus.TIMEOUT, _join(logs, sentence), reply.images
+        if reply.stopped:
+            sentence = "Execution interrupted on request; variables and files were kept."
+            return ExecutionStatus.INTERRUPTED, _join(logs, sentence), reply.images
         status = ExecutionStatus.OK if reply.status == "ok" else ExecutionStatus.ERROR
         return status, logs, reply.images
 

@@ -252,6 +252,10 @@ class _CodeCall:
         await log.emit("response.code_interpreter_call.interpreting", **ids)
         return code
 
+    async def output(self, stream: str, text: str) -> None:
+        """Responses has no event for a running call's output: it arrives with the item's outputs
+        at response.output_item.done (docs/compatibility.md)."""
+
     async def finish(self, code: str, execution: Execution, completion: Completion) -> str:
         await self._surface.collect(execution.changed_files)
         results: list[dict[str, Any]] = []

@@ -6,14 +6,16 @@ fds 0/1. Synchronous and stdlib-only (plus whatever the runtime offers, imported
 
 Threads:  main      runs cells, one at a time, in one globals dict
           requests  reads frames from the server; an interrupt becomes a real SIGINT at once
-          capture   drains the pipe that fds 1 and 2 point at (fd-level: os.write, subprocesses
-                    and C extensions are captured too) and keeps the first OUTPUT_LIMIT bytes
+          capture   drains the pipes that fds 1 and 2 point at, one each (fd-level: os.write,
+                    subprocesses and C extensions are captured too), and sends what it reads as
+                    output frames at once, up to OUTPUT_LIMIT bytes of both together
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import codecs
 import contextlib
 import importlib
 import io
@@ -21,6 +23,7 @@ import linecache
 import os
 import queue
 import secrets
+import select
 import signal
 import sys
 import threading
@@ -55,77 +58,133 @@ class Channel:
                 data = data[n:]
 
 
-class Capture:
-    """Everything written to fds 1 and 2, cut at `limit` bytes, with the true total counted."""
+class _Pipe:
+    """One captured stream: the pipe its fd points at, and what a read left undecided."""
 
-    def __init__(self, read_fd: int, write_fd: int, limit: int) -> None:
-        self._rfd = read_fd
-        self._wfd = write_fd  # our own end: the end marker still arrives if user code closes fd 1
+    def __init__(self, name: str, read_fd: int, write_fd: int) -> None:
+        self.name = name
+        self.read_fd = read_fd
+        self.write_fd = write_fd  # our own end: the end marker still arrives if user code closes the fd
+        self.held = b""
+        self.marker_seen = False
+        self.decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
+
+
+class Capture:
+    """Everything written to fds 1 and 2 (one pipe each), sent live as output frames while a cell
+    runs; the first `limit` bytes of both together are kept and sent, the true total counted."""
+
+    def __init__(self, pipes: list[_Pipe], limit: int) -> None:
+        self._pipes = pipes
         self._limit = limit
         self._cond = threading.Condition()
-        self._kept = bytearray()
+        self._kept = 0
         self._total = 0
-        self._held = b""
         self._marker: bytes | None = None
-        self._marker_seen = False
+        self._channel: Channel | None = None
+        self._request_id: int | None = None
 
-    def start(self) -> None:
+    def start(self, channel: Channel) -> None:
+        self._channel = channel
         threading.Thread(target=self._drain, name="capture", daemon=True).start()
 
-    def reset(self) -> None:
-        """Forget output written between cells (a background thread's, say) before a new cell."""
+    def begin(self, request_id: int) -> None:
+        """Send what is written from now on as the cell's output; output written between cells
+        (a background thread's, say) is dropped."""
         with self._cond:
-            self._kept.clear()
-            self._total = 0
-            self._held = b""
+            self._kept = self._total = 0
+            self._request_id = request_id
+            for pipe in self._pipes:
+                pipe.held = b""
+                pipe.decoder.reset()
 
-    def finish(self) -> tuple[bytes, int]:
-        """Wait until everything written so far is drained; return (kept bytes, total bytes)."""
+    def finish(self) -> int:
+        """Wait until everything written so far is drained and sent; the total bytes written."""
         marker = b"\x00agentbox-end-" + secrets.token_hex(16).encode() + b"\x00"
         with self._cond:
-            self._marker, self._marker_seen = marker, False
-        data = memoryview(marker)
-        while data:
-            data = data[os.write(self._wfd, data) :]
+            self._marker = marker
+            for pipe in self._pipes:
+                pipe.marker_seen = False
+        for pipe in self._pipes:
+            data = memoryview(marker)
+            while data:
+                data = data[os.write(pipe.write_fd, data) :]
         with self._cond:
-            self._cond.wait_for(lambda: self._marker_seen, timeout=MARKER_WAIT_S)
+            self._cond.wait_for(lambda: all(p.marker_seen for p in self._pipes), timeout=MARKER_WAIT_S)
             self._marker = None
-            if self._held:
-                self._account(self._held)
-                self._held = b""
-            return bytes(self._kept), self._total
+            pieces = []
+            for pipe in self._pipes:
+                held, pipe.held = pipe.held, b""
+                pieces.append((pipe, self._account(pipe, held, final=True)))
+            request_id, self._request_id = self._request_id, None
+            total = self._total
+        for pipe, text in pieces:
+            self._send(request_id, pipe, text)
+        return total
 
     def _drain(self) -> None:
-        while True:
+        # One thread polls both pipes, stdout's first when both have data: what was written to
+        # one stream and then the other is, all but always, read in that order too.
+        poller = select.poll()
+        by_fd = {pipe.read_fd: pipe for pipe in self._pipes}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        while by_fd:
             try:
-                chunk = os.read(self._rfd, 1 << 16)
+                ready = poller.poll()
             except InterruptedError:
                 continue
-            if not chunk:
-                return
-            with self._cond:
-                data = self._held + chunk
-                self._held = b""
-                if self._marker is None:
-                    self._account(data)
+            for fd, _ in sorted(ready):
+                pipe = by_fd[fd]
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except InterruptedError:
                     continue
+                if not chunk:
+                    poller.unregister(fd)
+                    del by_fd[fd]
+                    continue
+                self._take(pipe, chunk)
+
+    def _take(self, pipe: _Pipe, chunk: bytes) -> None:
+        seen = False
+        with self._cond:
+            data = pipe.held + chunk
+            pipe.held = b""
+            request_id = self._request_id
+            if self._marker is None:
+                text = self._account(pipe, data)
+            else:
                 at = data.find(self._marker)
                 if at >= 0:
                     # What follows the marker was written after the cell ended: dropped.
-                    self._account(data[:at])
-                    self._marker_seen = True
-                    self._cond.notify_all()
-                    continue
-                # The marker may straddle two reads: hold back a possible prefix of it.
-                keep = len(self._marker) - 1
-                self._account(data[:-keep] if len(data) > keep else b"")
-                self._held = data[-keep:] if len(data) > keep else data
+                    text = self._account(pipe, data[:at])
+                    seen = True
+                else:
+                    # The marker may straddle two reads: hold back a possible prefix of it.
+                    keep = len(self._marker) - 1
+                    text = self._account(pipe, data[:-keep] if len(data) > keep else b"")
+                    pipe.held = data[-keep:] if len(data) > keep else data
+        # Sent before the marker is reported seen, so every output frame precedes the end frame.
+        self._send(request_id, pipe, text)
+        if seen:
+            with self._cond:
+                pipe.marker_seen = True
+                self._cond.notify_all()
 
-    def _account(self, data: bytes) -> None:
+    def _account(self, pipe: _Pipe, data: bytes, final: bool = False) -> str:
+        """Count data; the text of the part that fits under the limit (caller holds the lock)."""
+        if self._request_id is None:
+            return ""  # no cell is running: nobody to send it to
         self._total += len(data)
-        room = self._limit - len(self._kept)
-        if room > 0:
-            self._kept += data[:room]
+        room = max(self._limit - self._kept, 0)
+        kept = data[:room]
+        self._kept += len(kept)
+        return pipe.decoder.decode(kept, final)
+
+    def _send(self, request_id: int | None, pipe: _Pipe, text: str) -> None:
+        if text and request_id is not None and self._channel is not None:
+            self._channel.send({"op": "output", "id": request_id, "stream": pipe.name, "text": text})
 
 
 class Kernel:
@@ -171,8 +230,8 @@ class Kernel:
     def run(self, request_id: int, code: str) -> None:
         self._count += 1
         self._images = []
-        self._capture.reset()
-        status, error, tb_text, exit_code = "ok", None, None, None
+        self._capture.begin(request_id)
+        status, error, value, tb_text, exit_code = "ok", None, None, None, None
         try:
             with self._state_lock:
                 self._running_id = request_id
@@ -185,13 +244,13 @@ class Kernel:
         except SystemExit as exc:
             status, exit_code = "exited", _exit_status(exc.code)
         except BaseException as exc:  # the user's error is the cell's result, whatever it is
-            status, error = "error", type(exc).__name__
+            status, error, value = "error", type(exc).__name__, _safe_str(exc)[:REPR_LIMIT]
             tb_text = _format_exception(exc)[:TRACEBACK_LIMIT]
         for stream in (sys.stdout, sys.stderr):
             # User code may have closed or broken its own stream; the fd-level capture still works.
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        kept, total = self._capture.finish()
+        total = self._capture.finish()
         for png in self._images:
             encoded = base64.b64encode(png).decode("ascii")
             self._channel.send({"op": "image", "id": request_id, "png": encoded})
@@ -200,9 +259,9 @@ class Kernel:
                 "op": "end",
                 "id": request_id,
                 "status": status,
-                "output": kept.decode("utf-8", "backslashreplace"),
                 "output_bytes": total,
                 "error": error,
+                "error_value": value,
                 "traceback": tb_text,
                 "exit_code": exit_code,
             }
@@ -266,6 +325,14 @@ def _exit_status(code: object) -> int:
     return 1
 
 
+def _safe_str(exc: BaseException) -> str:
+    """str(exc), or a placeholder when the exception's own __str__ fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+
+
 def _format_exception(exc: BaseException) -> str:
     """The traceback from the first frame of the cell on: the executor's own frames are noise."""
     tb = exc.__traceback__
@@ -303,7 +370,7 @@ def _read_requests(fd: int, kernel: Kernel, channel: Channel, cells: queue.Queue
 
 
 def _move_fds(output_limit: int) -> tuple[int, int, Capture]:
-    """Move the protocol off 0/1, point 0 at /dev/null and 1/2 at the capture pipe."""
+    """Move the protocol off 0/1, point 0 at /dev/null and 1 and 2 each at its capture pipe."""
     proto_in = os.dup(0)
     proto_out = os.dup(1)
     for fd in (proto_in, proto_out):
@@ -311,10 +378,12 @@ def _move_fds(output_limit: int) -> tuple[int, int, Capture]:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    read_fd, write_fd = os.pipe()
-    os.dup2(write_fd, 1)
-    os.dup2(write_fd, 2)  # one pipe for both: stdout and stderr interleave as produced
-    return proto_in, proto_out, Capture(read_fd, write_fd, output_limit)
+    pipes = []
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        read_fd, write_fd = os.pipe()  # not inheritable; the dup2 copy at fd 1/2 is
+        os.dup2(write_fd, fd)
+        pipes.append(_Pipe(name, read_fd, write_fd))
+    return proto_in, proto_out, Capture(pipes, output_limit)
 
 
 def _text_stream(fd: int) -> io.TextIOWrapper:
@@ -332,8 +401,8 @@ def serve(output_limit: int, max_images: int) -> None:
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the process
-    capture.start()
     channel = Channel(proto_out)
+    capture.start(channel)
     kernel = Kernel(channel, capture, max_images)
     kernel.preimport()
     signal.signal(signal.SIGINT, kernel.on_sigint)

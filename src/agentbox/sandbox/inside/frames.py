@@ -7,12 +7,14 @@ Stdlib only: this file is bind-mounted into the sandbox and imported by the exec
     payload = a JSON object, ASCII only (every non-ASCII character \\u-escaped), with
               "op" (str) and, except in hello, "id" (int): the request it belongs to
 
-    executor → server   hello {version, pid}   image {id, png: base64}   end {id, status, ...}
+    executor → server   hello {version, pid}   output {id, stream: stdout|stderr, text}
+                        image {id, png: base64}   end {id, status, output_bytes, error, ...}
                         pong {id}
     server → executor   exec {id, code}   interrupt {id}   ping {id}
 
-Every execution ends with exactly one end frame; a stream that stops before it means the
-executor is gone, which the server reports as its own outcome.
+An execution sends output frames while its code writes, then its images, then exactly one end
+frame; a stream that stops before the end frame means the executor is gone, which the server
+reports as its own outcome.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import struct
 from typing import Any
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_FRAME = 32 << 20
 """Large enough for one base64 PNG plus capped logs; anything bigger is a broken peer."""
 
