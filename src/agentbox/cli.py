@@ -1,22 +1,34 @@
-"""`agentbox serve | doctor`: the command line, the only other reader of Settings besides config.py."""
+"""`agentbox serve | doctor | exec`: the command line, the only other reader of Settings besides config.py."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import uvicorn
 from pydantic import ValidationError
 
-from agentbox.app import build_app
+from agentbox.client.http import Client, ServerError
+from agentbox.client.terminal import run_cell
 from agentbox.config import Settings
-from agentbox.sandbox import SessionManager, isolation
-from agentbox.tls import TlsFiles, ensure_self_signed
+
+if TYPE_CHECKING:
+    from agentbox.tls import TlsFiles
+
+# The server's modules (app, sandbox, uvicorn) are imported by the commands that use them: they
+# take over a second to import, which `agentbox exec` would pay on every cell.
+
+DEFAULT_URL = "http://127.0.0.1:8000"  # where `agentbox serve` listens by default
+
+
+def _key_file(settings: Settings) -> Path:
+    return settings.data_dir / "api_key"
 
 
 def _api_keys(settings: Settings) -> frozenset[str]:
@@ -24,7 +36,7 @@ def _api_keys(settings: Settings) -> frozenset[str]:
     keys = settings.api_key_list()
     if keys:
         return frozenset(keys)
-    key_file = settings.data_dir / "api_key"
+    key_file = _key_file(settings)
     if key_file.exists():
         key = key_file.read_text().strip()
     else:
@@ -38,6 +50,8 @@ def _api_keys(settings: Settings) -> frozenset[str]:
 
 def _tls_files(args: argparse.Namespace, settings: Settings) -> TlsFiles | None:
     """The certificate to serve with, if any: the user's own, or our self-signed one."""
+    from agentbox.tls import TlsFiles, ensure_self_signed
+
     if args.tls_self_signed:
         files = ensure_self_signed(settings.data_dir.resolve() / "tls")
         print(f"TLS certificate (trust it, e.g. REQUESTS_CA_BUNDLE={files.cert}): {files.cert}", flush=True)
@@ -48,6 +62,11 @@ def _tls_files(args: argparse.Namespace, settings: Settings) -> TlsFiles | None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agentbox.app import build_app
+    from agentbox.sandbox import SessionManager, isolation
+
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sandbox = SessionManager(settings.sandbox_config())
@@ -92,6 +111,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def doctor(_args: argparse.Namespace) -> int:
+    from agentbox.sandbox import SessionManager
+
     settings = Settings()
     manager = SessionManager(settings.sandbox_config())
     weak = False
@@ -101,6 +122,63 @@ def doctor(_args: argparse.Namespace) -> int:
     if weak:
         print("User code would run with weaker isolation than configured.")
     return 1 if weak else 0
+
+
+def _client_key(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """The key `exec` sends, and where it came from (for the message when the server refuses it)."""
+    if args.api_key:
+        return args.api_key, "--api-key"
+    if key := os.environ.get("AGENTBOX_API_KEY", "").strip():
+        return key, "AGENTBOX_API_KEY"
+    if keys := settings.api_key_list():
+        return keys[0], "AGENTBOX_API_KEYS"
+    key_file = _key_file(settings)
+    try:
+        return key_file.read_text().strip(), str(key_file)
+    except FileNotFoundError:
+        return "", ""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def _read_code(args: argparse.Namespace) -> str:
+    if args.code is not None:
+        code: str = args.code
+        return code
+    if args.file == "-":
+        return sys.stdin.read()
+    return Path(args.file).read_text()
+
+
+def exec_code(args: argparse.Namespace) -> int:
+    settings = Settings()
+    try:
+        code = _read_code(args)
+        key, source = _client_key(args, settings)
+    except OSError as exc:
+        print(f"agentbox: cannot read {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if not key:
+        print(f"agentbox: no API key: set AGENTBOX_API_KEY (none in {_key_file(settings)})", file=sys.stderr)
+        return 2
+    url = args.url or os.environ.get("AGENTBOX_URL") or DEFAULT_URL
+    with Client(url, key) as client:
+        try:
+            return run_cell(client, code, container_id=args.container, timeout_s=args.timeout)
+        except ServerError as exc:
+            hint = f" (the key came from {source})" if exc.status == 401 else ""
+            print(f"agentbox: {exc}{hint}", file=sys.stderr)
+            return 3
+        except KeyboardInterrupt:
+            return 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,9 +198,31 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.set_defaults(handler=serve)
     doctor_cmd = commands.add_parser("doctor", help="say which sandbox isolation is in force")
     doctor_cmd.set_defaults(handler=doctor)
+    exec_cmd = commands.add_parser(
+        "exec",
+        help="run Python through a running server, printing its output as it comes",
+        description="Run one cell in a container of a running agentbox server. Exit status: 0 the cell "
+        "ran, 1 it raised (or timed out, was interrupted or killed), 2 usage, 3 the server could not run it.",
+    )
+    exec_cmd.add_argument("file", nargs="?", metavar="FILE", help="the code to run; - reads it from stdin")
+    exec_cmd.add_argument("-c", dest="code", metavar="CODE", help="the code to run, given inline")
+    exec_cmd.add_argument(
+        "--container", metavar="ID", help="run in this container, keeping its variables (default: a new one)"
+    )
+    exec_cmd.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="the cell's wall clock (default: the server's)"
+    )
+    exec_cmd.add_argument("--url", help=f"the server (default: AGENTBOX_URL, else {DEFAULT_URL})")
+    exec_cmd.add_argument(
+        "--api-key",
+        help="default: AGENTBOX_API_KEY, else the first of AGENTBOX_API_KEYS, else DATA_DIR/api_key",
+    )
+    exec_cmd.set_defaults(handler=exec_code)
     args = parser.parse_args(argv)
     if args.command == "serve" and (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
+    if args.command == "exec" and (args.file is None) == (args.code is None):
+        exec_cmd.error("give the code as FILE, - (stdin) or -c CODE: exactly one")
     try:
         result: int = args.handler(args)
     except ValidationError as exc:  # a bad AGENTBOX_* value (environment or .env): say which, no traceback

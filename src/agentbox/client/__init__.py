@@ -1,0 +1,1 @@
+"""A client of a running agentbox server: its HTTP routes, and `agentbox exec` on a terminal."""
