@@ -163,6 +163,77 @@ def first_event(
     return times
 
 
+TRIVIAL = "print(1)"
+
+
+def exec_stream(
+    client: httpx.Client, container: str, reps: int
+) -> tuple[list[float], list[float], list[float]]:
+    """A trivial cell by the exec API, streamed, in a warm container: seconds from the request to the
+    first byte, to the cell's first output delta, and to exec.completed."""
+    first_byte, first_output, done = [], [], []
+    for i in range(reps + 1):
+        marks: dict[str, float] = {}
+        started = time.perf_counter()
+        body = {"code": TRIVIAL, "stream": True}
+        with client.stream("POST", f"/containers/{container}/exec", json=body) as response:
+            for chunk in response.iter_bytes():
+                at = time.perf_counter() - started
+                marks.setdefault("byte", at)
+                if b"exec.output.delta" in chunk:
+                    marks.setdefault("output", at)
+                if b"exec.completed" in chunk:
+                    marks.setdefault("done", at)
+        if len(marks) != 3:
+            raise RuntimeError(f"exec stream missed events: {marks}")
+        if i:  # the first one starts the container's session
+            first_byte.append(marks["byte"])
+            first_output.append(marks["output"])
+            done.append(marks["done"])
+    return first_byte, first_output, done
+
+
+def exec_json(client: httpx.Client, container: str, reps: int) -> list[float]:
+    """The same cell without streaming: seconds from the request to the finished exec object."""
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        result = client.post(f"/containers/{container}/exec", json={"code": TRIVIAL}).json()
+        times.append(time.perf_counter() - started)
+        if result["stdout"] != "1\n":
+            raise RuntimeError(f"unexpected exec result: {result}")
+    return times
+
+
+def responses_code_stream(
+    client: httpx.Client, model: ScriptedModel, container: str, reps: int
+) -> tuple[list[float], list[float], list[float]]:
+    """The same cell through a streamed Responses call (the scripted model asks for it, then answers):
+    seconds to the first byte, to the code call's completion, and to the end minus model time."""
+    first_byte, code_done, net = [], [], []
+    tool = {"type": "code_interpreter", "container": container}
+    for i in range(reps + 1):
+        model.reset()
+        model.script(Code(TRIVIAL), Text("1"))
+        marks: dict[str, float] = {}
+        started = time.perf_counter()
+        body = {"model": "m", "input": "print 1", "tools": [tool], "stream": True}
+        with client.stream("POST", "/responses", json=body) as response:
+            for chunk in response.iter_bytes():
+                at = time.perf_counter() - started
+                marks.setdefault("byte", at)
+                if b"response.code_interpreter_call.completed" in chunk:
+                    marks.setdefault("code", at)
+        total = time.perf_counter() - started
+        if len(marks) != 2:
+            raise RuntimeError(f"response stream missed events: {marks}")
+        if i:
+            first_byte.append(marks["byte"])
+            code_done.append(marks["code"])
+            net.append(total - model.seconds_answering)
+    return first_byte, code_done, net
+
+
 def wait_pool_full(data_dir: Path, size: int, timeout_s: float = 120) -> None:
     """Until the server's warm pool has started `size` sandboxes, then a second more: figures are
     taken at a quiet moment, not while the pool's fill still holds both cores."""
@@ -208,6 +279,10 @@ def measure(data_dir: Path, quick: bool, backend: str | None) -> list[Figure]:
                 {"assistant_id": assistant["id"], "stream": True},
                 reps,
             )
+            container = client.post("/containers", json={"name": "bench"}).json()["id"]
+            exec_byte, exec_output, exec_done = exec_stream(client, container, reps)
+            exec_whole = exec_json(client, container, reps)
+            code_byte, code_done, code_net = responses_code_stream(client, model, container, reps)
     finally:
         server.stop()
         model.stop()
@@ -222,4 +297,11 @@ def measure(data_dir: Path, quick: bool, backend: str | None) -> list[Figure]:
         Figure.of("baseline: the same two turns as Assistants runs minus model time" + label, ms(thread_net)),
         Figure.of("Responses: stream → first event" + label, ms(response_first)),
         Figure.of("baseline: Assistants run stream → first event" + label, ms(run_first)),
+        Figure.of("exec print(1), streamed → first byte" + label, ms(exec_byte)),
+        Figure.of("exec print(1), streamed → its output" + label, ms(exec_output)),
+        Figure.of("exec print(1), streamed → exec.completed" + label, ms(exec_done)),
+        Figure.of("exec print(1), JSON → whole result" + label, ms(exec_whole)),
+        Figure.of("baseline: Responses print(1), streamed → first byte" + label, ms(code_byte)),
+        Figure.of("baseline: Responses print(1), streamed → code call completed" + label, ms(code_done)),
+        Figure.of("baseline: Responses print(1), streamed → end, minus model time" + label, ms(code_net)),
     ]
