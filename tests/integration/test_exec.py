@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -254,3 +255,13 @@ def test_unknown_container_is_404_before_any_stream(api: httpx.Client) -> None:
 def test_exec_needs_the_api_key(server: LiveServer, container: str) -> None:
     response = httpx.post(f"{server.base_url}/containers/{container}/exec", json={"code": "1"})
     assert response.status_code == 401
+
+
+def test_the_readme_curl_lines_work_as_written(server: LiveServer) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("- **curl**", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    script = block.replace("localhost:8000", f"127.0.0.1:{server.port}")
+    script = script.replace("cat data/api_key", f"echo {API_KEY}")
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    body = json.loads(result.stdout)
+    assert (body["status"], body["stdout"]) == ("ok", "45\n")
