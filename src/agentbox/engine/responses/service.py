@@ -12,6 +12,7 @@ else a new one. The run belongs to the engine's task group, never to the HTTP re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -282,8 +283,10 @@ class ResponsesService:
                 await log_.emit("response.queued", response=self._view(live, log_.include))
             live.data["status"] = "in_progress"
             await log_.emit("response.in_progress", response=self._view(live, log_.include))
+            # The container must not expire between the response's code steps, however long they take.
+            busy = self._containers.busy(task.session_key) if task.code_enabled else contextlib.nullcontext()
             try:
-                async with asyncio.timeout(self._ttl_s):
+                async with asyncio.timeout(self._ttl_s), busy:
                     outcome = await self._loop.converse(task, live.surface, usage)
             except TimeoutError:
                 self._fail(live, "server_error", f"The response did not finish within {self._ttl_s} s.")
