@@ -67,9 +67,18 @@ export async function listAll(path, { order = "asc", max = 1000 } = {}) {
 
 // Uploads with XMLHttpRequest, the one browser API that reports upload progress.
 export function uploadFile(file, onProgress) {
+  return uploadTo("/files", file, { purpose: "assistants" }, onProgress);
+}
+
+// A file into a container's /mnt/data (multipart part "file").
+export function uploadContainerFile(containerId, file, onProgress) {
+  return uploadTo(`/containers/${encodeURIComponent(containerId)}/files`, file, {}, onProgress);
+}
+
+function uploadTo(path, file, fields, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/v1/files");
+    xhr.open("POST", `/v1${path}`);
     for (const [name, value] of Object.entries(headers())) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable && onProgress) onProgress(event.loaded / event.total);
@@ -86,7 +95,7 @@ export function uploadFile(file, onProgress) {
     });
     xhr.addEventListener("error", () => reject(new ApiError(0, "The upload was interrupted.", null)));
     const form = new FormData();
-    form.append("purpose", "assistants");
+    for (const [name, value] of Object.entries(fields)) form.append(name, value);
     form.append("file", file, file.name);
     xhr.send(form);
   });
@@ -95,6 +104,14 @@ export function uploadFile(file, onProgress) {
 // The bytes of a file, as a Blob (images become blob: URLs, downloads are saved from it).
 export async function fileContent(fileId) {
   const response = await fetch(`/v1/files/${encodeURIComponent(fileId)}/content`, { headers: headers() });
+  if (!response.ok) throw await failure(response);
+  return response.blob();
+}
+
+// The bytes of a container's file (its content may change between calls, so nothing is cached).
+export async function containerFileContent(containerId, fileId) {
+  const path = `/containers/${encodeURIComponent(containerId)}/files/${encodeURIComponent(fileId)}/content`;
+  const response = await fetch(`/v1${path}`, { headers: headers() });
   if (!response.ok) throw await failure(response);
   return response.blob();
 }
@@ -108,6 +125,24 @@ export async function streamRun(threadId, body, onEvent, signal) {
     signal,
   });
   if (!response.ok) throw await failure(response);
+  await readEvents(response, onEvent);
+}
+
+// POST /containers/{id}/exec with "stream": true: exec.created, exec.output.delta, exec.image,
+// exec.completed, each handed to onEvent(name, data) as it arrives.
+export async function streamExec(containerId, body, onEvent, signal) {
+  const response = await fetch(`/v1/containers/${encodeURIComponent(containerId)}/exec`, {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+    body: JSON.stringify({ ...body, stream: true }),
+    signal,
+  });
+  if (!response.ok) throw await failure(response);
+  await readEvents(response, onEvent);
+}
+
+// Server-sent events from a fetch body, each handed on as soon as its blank line arrives.
+async function readEvents(response, onEvent) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

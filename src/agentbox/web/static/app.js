@@ -1,20 +1,33 @@
-// The shell: sign-in, the list of agents, and the route to an agent's "Create and debug" screen.
+// The shell: sign-in, the list of agents, and the routes to an agent's "Create and debug" screen
+// and to the Console (code without a model).
 
 import { ApiError, del, get, listAll, post, saveKey, savedKey } from "./api.js";
+import { openConsole } from "./console.js";
 import { el } from "./render.js";
 import { DEFAULT_MODEL, agentLabel, setCrumbs, template } from "./shell.js";
 import { openWorkbench } from "./workbench.js";
 
 const main = document.getElementById("main");
 const signOut = document.getElementById("sign-out");
+const tabs = document.getElementById("tabs");
 let leaveView = null;
 
 function show(view) {
   main.replaceChildren(view);
 }
 
+// The section tabs: Agents (needs a model to run) and Console (needs none).
+function showTab(name) {
+  tabs.hidden = !name;
+  for (const link of tabs.querySelectorAll("a")) {
+    if (link.dataset.tab === name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
 function showSignIn(message = "") {
   signOut.hidden = true;
+  showTab(null);
   setCrumbs();
   const view = template("tpl-signin");
   const form = view.querySelector("#signin-form");
@@ -40,7 +53,7 @@ function showSignIn(message = "") {
 }
 
 async function showAgents() {
-  setCrumbs(["Agents", "#/"]);
+  setCrumbs(); // the Agents tab says where this is
   const view = template("tpl-agents");
   const list = view.querySelector("#agent-list");
   const empty = view.querySelector("#agents-empty");
@@ -132,8 +145,11 @@ async function route() {
   }
   signOut.hidden = false;
   const match = location.hash.match(/^#\/agents\/([^/]+)$/);
+  const consoleMatch = location.hash.match(/^#\/console(?:\/([^/]+))?$/);
+  showTab(consoleMatch ? "console" : "agents");
   try {
     if (match) leaveView = await openWorkbench(main, decodeURIComponent(match[1]));
+    else if (consoleMatch) leaveView = await openConsole(main, consoleMatch[1] && decodeURIComponent(consoleMatch[1]));
     else await showAgents();
   } catch (failure) {
     if (failure instanceof ApiError && failure.status === 401) {
