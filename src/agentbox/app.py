@@ -18,6 +18,7 @@ from agentbox.api import (
     execs,
     files,
     foundry,
+    mcp,
     messages,
     responses,
     runs,
@@ -110,7 +111,7 @@ def build_app(
         api.include_router(module.router)
     api.include_router(execs.router)  # an agentbox extension: /v1 only, not on Foundry's prefixes
     app.include_router(api, prefix="/v1")
-
+    mcp.mount(app)  # the MCP server at /mcp, same keys as /v1; its sessions run in the lifespan
     azure.mount(app, classic)  # the classic agents' prefixes carry the Assistants generation only
     foundry.mount(app, [module.router for module in (files, *RESPONSES_MODULES)])
     if settings.identity_header:
