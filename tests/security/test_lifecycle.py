@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agentbox.sandbox import ExecutionStatus, InputFile
+from agentbox.sandbox import Execution, ExecutionStatus, InputFile
 from tests.sandbox_fixtures import Harness, host_uids
 
 pytestmark = pytest.mark.slow
@@ -46,6 +46,57 @@ def test_r13_blocking_sleep_is_interrupted_state_kept_and_l11_next_cell_runs_at_
     assert after.status is ExecutionStatus.OK and after.logs.strip() == "2"
     assert not after.restarted
     assert short.run("kept", key="sleep").logs.strip() == "'still here'"
+
+
+def interrupted_at_once(harness: Harness, key: str, code: str) -> Execution:
+    """Run code with a long timeout and interrupt it on request as early as the manager allows: the
+    interrupt can reach the executor before the cell has even started."""
+
+    async def scenario() -> Execution:
+        cell = asyncio.create_task(harness.manager.execute(key, code, timeout_s=60))
+        while not await harness.manager.interrupt(key):
+            await asyncio.sleep(0)
+        return await cell
+
+    return harness.call(scenario())
+
+
+def test_interrupt_on_request_stops_the_cell_state_kept(short: Harness) -> None:
+    short.run("kept = 'still here'", key="stop")
+    began = time.monotonic()
+    result = interrupted_at_once(short, "stop", "import time; time.sleep(100)")
+    assert result.status is ExecutionStatus.INTERRUPTED
+    assert result.error is not None and result.error.name == "KeyboardInterrupt"
+    assert "Execution interrupted on request" in result.logs
+    assert time.monotonic() - began < GRACE_S  # stopped by the interrupt, not by the kill after it
+    assert short.run("kept", key="stop").logs.strip() == "'still here'"
+    assert not short.manager.has_session("nobody")
+    assert short.call(short.manager.interrupt("stop")) is False  # nothing runs now
+
+
+def test_a_cell_that_ignores_an_interrupt_on_request_is_killed(short: Harness) -> None:
+    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('deaf', flush=True)\n"
+    code += "time.sleep(100)"
+    short.run("1", key="stubborn")
+
+    async def scenario() -> tuple[Execution, float]:
+        deaf = asyncio.Event()
+
+        async def heard(stream: str, text: str) -> None:
+            deaf.set()  # its first output comes after it ignores SIGINT
+
+        cell = asyncio.create_task(short.manager.execute("stubborn", code, timeout_s=60, on_output=heard))
+        await deaf.wait()
+        asked = time.monotonic()
+        assert await short.manager.interrupt("stubborn")
+        return await cell, time.monotonic() - asked
+
+    result, took = short.call(scenario())
+    assert result.status is ExecutionStatus.KILLED
+    assert result.stdout == "deaf\n"  # what it wrote before it died is kept
+    assert f"did not stop within {GRACE_S:g} s of an interrupt" in result.logs
+    assert GRACE_S <= took < GRACE_S + SLACK_S
+    assert short.run("print('fresh')", key="stubborn").restarted
 
 
 def test_r13_select_is_interrupted(short: Harness) -> None:

@@ -197,6 +197,8 @@ class Kernel:
         self._globals: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
         self._count = 0
         self._running_id: int | None = None
+        self._last_started = 0
+        self._early_interrupt: int | None = None  # an interrupt that came before its cell started
         self._state_lock = threading.Lock()
         self._images: list[bytes] = []
         self._pyplot: Any = None
@@ -225,6 +227,8 @@ class Kernel:
         with self._state_lock:
             if self._running_id is not None and self._running_id == request_id:
                 os.kill(os.getpid(), signal.SIGINT)
+            elif isinstance(request_id, int) and request_id > self._last_started:
+                self._early_interrupt = request_id  # still queued: it stops as soon as it starts
 
     # --- one cell ---------------------------------------------------------------------------
     def run(self, request_id: int, code: str) -> None:
@@ -234,8 +238,11 @@ class Kernel:
         status, error, value, tb_text, exit_code = "ok", None, None, None, None
         try:
             with self._state_lock:
-                self._running_id = request_id
+                self._running_id = self._last_started = request_id
+                stopped_early = self._early_interrupt == request_id
             try:
+                if stopped_early:
+                    raise KeyboardInterrupt
                 self._execute(code)
                 self._show()
             finally:
