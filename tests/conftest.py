@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.live_server import LiveServer
+from tests.sandbox_fixtures import cell_seconds
 from tests.scripted_model import ScriptedModel
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -48,7 +49,7 @@ def live_server(
         API_KEY,
         AGENTBOX_MODEL_BASE_URL=scripted_model_server.base_url,
         AGENTBOX_MODEL_API_KEY="scripted",
-        AGENTBOX_EXEC_TIMEOUT_S="20",
+        AGENTBOX_EXEC_TIMEOUT_S=f"{cell_seconds(20):g}",
     ).start()
     yield server
     server.stop()

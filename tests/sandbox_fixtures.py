@@ -28,10 +28,17 @@ SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 IN_EMULATED_VM = os.environ.get("CGROUP2_VM_ACCEL") == "tcg"
 """Inside scripts/cgroup2-vm under software emulation: a gVisor kernel takes minutes to start."""
 
+
+def cell_seconds(seconds: float) -> float:
+    """A cell timeout for work that must finish (allocate, fork, plot): under software emulation
+    CPU-bound work is about 12 times slower, so such a cell gets 12 times the time there."""
+    return seconds * 12 if IN_EMULATED_VM else seconds
+
+
 # Small limits (spec/sandbox.md §2 harness): a broken build cannot take the machine down.
 SMALL_LIMITS: dict[str, Any] = {
     "start_timeout_s": 600.0 if IN_EMULATED_VM else 30.0,
-    "exec_timeout_s": 10.0,
+    "exec_timeout_s": cell_seconds(10.0),
     "interrupt_grace_s": 1.0,
     "session_disk_mb": 32,
     "tmp_size_mb": 16,

@@ -16,7 +16,7 @@ import pytest
 from agentbox.sandbox import ExecutionStatus, cgroups
 from agentbox.sandbox.cgroups.v2 import LEAF, own_cgroup
 from agentbox.sandbox.kernel import OOM_MESSAGE
-from tests.sandbox_fixtures import Harness
+from tests.sandbox_fixtures import Harness, cell_seconds
 
 pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
 
@@ -24,7 +24,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
 @pytest.fixture
 def harness(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Harness]:
     uid_base = 1_380_000 if backend == "bubblewrap" else 1_480_000
-    h = Harness(tmp_path_factory.mktemp("sessions"), backend=backend, uid_base=uid_base, exec_timeout_s=20.0)
+    h = Harness(
+        tmp_path_factory.mktemp("sessions"),
+        backend=backend,
+        uid_base=uid_base,
+        exec_timeout_s=cell_seconds(20.0),
+    )
     yield h
     h.close()
 

@@ -15,7 +15,7 @@ import pytest
 
 from agentbox.sandbox import ExecutionStatus
 from agentbox.sandbox.kernel import OOM_MESSAGE
-from tests.sandbox_fixtures import FORK_BOMB, Harness, host_pids
+from tests.sandbox_fixtures import FORK_BOMB, Harness, cell_seconds, host_pids
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,10 @@ pytestmark = pytest.mark.slow
 def bombs(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Harness]:
     uid_base = 1_330_000 if backend == "bubblewrap" else 1_430_000
     harness = Harness(
-        tmp_path_factory.mktemp("sessions"), backend=backend, uid_base=uid_base, exec_timeout_s=4.0
+        tmp_path_factory.mktemp("sessions"),
+        backend=backend,
+        uid_base=uid_base,
+        exec_timeout_s=cell_seconds(4.0),
     )
     yield harness
     harness.close()

@@ -128,8 +128,9 @@ def sweep_sessions(sessions: Iterable[SessionCgroup]) -> int:
 
 
 def rmdir_when_empty(directory: Path) -> None:
-    """rmdir, retrying for a second while the kernel still counts exiting tasks (EBUSY)."""
-    for _ in range(100):
+    """rmdir, retrying for up to 5 s while the kernel still counts exiting tasks (EBUSY): a gVisor
+    sandbox on a slow (emulated) CPU takes seconds to finish exiting."""
+    for _ in range(500):
         try:
             directory.rmdir()
             return
