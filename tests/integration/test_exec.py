@@ -98,6 +98,20 @@ def test_exec_returns_output_figures_and_files(api: httpx.Client, container: str
     assert api.get(f"/containers/{container}/files/{written['id']}/content").text == "5050"
 
 
+def test_an_image_file_the_cell_wrote_is_its_image_when_it_showed_no_figure(
+    api: httpx.Client, container: str
+) -> None:
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "fig = plt.figure()\nplt.plot([1, 2])\nfig.savefig('/mnt/data/saved.png')\nplt.close(fig)\n"
+        "open('/mnt/data/fake.png', 'w').write('not an image')\n"
+    )
+    body = run(api, container, code)
+    saved = next(f for f in body["files"] if f["path"] == "/mnt/data/saved.png")
+    assert {f["path"] for f in body["files"]} == {"/mnt/data/saved.png", "/mnt/data/fake.png"}
+    assert body["images"] == [saved]  # the same container file, not a second copy; fake.png is no image
+
+
 def test_state_persists_between_execs_and_errors_are_reported(api: httpx.Client, container: str) -> None:
     assert run(api, container, "rows = [3, 4]")["status"] == "ok"
     body = run(api, container, "print(sum(rows))\n{}['missing']")

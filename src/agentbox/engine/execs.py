@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from agentbox.engine.containers import ContainerService
+from agentbox.engine.containers import ContainerService, data_name
 from agentbox.errors import InvalidRequest
 from agentbox.ids import new_id
 from agentbox.sandbox import CellError, SessionManager
@@ -75,8 +75,8 @@ class ExecService:
                 container_id, code, files, timeout_s=timeout_s, on_output=on_output
             )
         changed = await self._containers.collect(container_id, execution.changed_files)
-        if execution.images_from_files:
-            images = [f for f in changed if _is_image(f.path)]  # already among the files
+        if execution.image_files:  # already among the files
+            images = [f for f in changed if data_name(f.path) in execution.image_files]
         else:
             images = [
                 await self._containers.add_output(container_id, f"{FIGURES_DIR}/{exec_id}-{n}.png", png)
@@ -101,7 +101,3 @@ class ExecService:
         """Stop the container's running cell; False when none runs. NotFound for an unknown container."""
         await self._containers.get(container_id)
         return await self._sandbox.interrupt(container_id)
-
-
-def _is_image(path: str) -> bool:
-    return path.lower().endswith((".png", ".jpg", ".jpeg", ".gif", ".webp"))

@@ -33,8 +33,8 @@ class Execution:
     TIMEOUT/KILLED a sentence saying what happened; cut at the output limit with a marker line."""
     images: tuple[bytes, ...]
     """PNG bytes of each figure the cell displayed, else image files it wrote to /mnt/data."""
-    images_from_files: bool
-    """The images are files among changed_files (the cell displayed no figure)."""
+    image_files: tuple[str, ...]
+    """When the images are files the cell wrote (it displayed no figure): their names, one per image."""
     changed_files: tuple[str, ...]
     """Names relative to /mnt/data of regular files the cell created or modified (server-side scan)."""
     restarted: bool

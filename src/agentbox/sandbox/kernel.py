@@ -108,6 +108,7 @@ class Kernel:
         self._escalation: asyncio.Task[None] | None = None
         self._images: list[bytes] = []
         self._output: list[tuple[str, str]] = []
+        self._output_room = self._output_chars  # characters the running cell may still add
         self._exit: dict[str, Any] | None = None
         self.pid = proc.pid
 
@@ -179,6 +180,7 @@ class Kernel:
         request_id = self._next_id
         self._images = []
         self._output = []
+        self._output_room = self._output_chars
         self._stop_requested = False
         try:
             await self._send({"op": "exec", "id": request_id, "code": code})
@@ -290,10 +292,11 @@ class Kernel:
 
     async def _take_output(self, frame: dict[str, Any], on_output: OutputCallback | None) -> None:
         stream, text = frame.get("stream"), _text(frame.get("text"))
-        room = self._output_chars - sum(len(t) for _, t in self._output)
+        room = self._output_room
         if stream not in ("stdout", "stderr") or not text or room <= 0:
             return
         text = text[:room]
+        self._output_room -= len(text)
         self._output.append((stream, text))
         if on_output is not None:
             await on_output(stream, text)

@@ -572,14 +572,15 @@ class SessionManager:
                 error = CellError(reply.error_name, reply.error_value or "", reply.traceback or "")
         after = await asyncio.to_thread(datadir.snapshot, session.data_dir)
         changed = datadir.changed(before, after)
-        from_files = not images
-        if from_files:
-            images = await asyncio.to_thread(self._image_files, session.data_dir, changed)
+        image_files: list[str] = []
+        if not images:
+            found = await asyncio.to_thread(self._image_files, session.data_dir, changed)
+            image_files, images = [name for name, _ in found], [data for _, data in found]
         return Execution(
             status=status,
             logs=logs,
             images=tuple(images),
-            images_from_files=from_files and bool(images),
+            image_files=tuple(image_files),
             changed_files=changed,
             restarted=restarted,
             duration_s=time.monotonic() - started,
@@ -617,8 +618,9 @@ class SessionManager:
             await asyncio.to_thread(datadir.place_file, session.data_dir, file.name, file.source, uid)
             session.placed.add(file.file_id)
 
-    def _image_files(self, data_dir: Path, changed: tuple[str, ...]) -> list[bytes]:
-        images: list[bytes] = []
+    def _image_files(self, data_dir: Path, changed: tuple[str, ...]) -> list[tuple[str, bytes]]:
+        """(name, bytes) of each changed file that is an image, up to the per-cell cap."""
+        images: list[tuple[str, bytes]] = []
         for name in changed:
             if len(images) >= self._config.max_images_per_cell:
                 break
@@ -629,7 +631,7 @@ class SessionManager:
             except (NotFound, InvalidRequest):
                 continue  # vanished, swapped for a symlink, or too big: not an image to show
             if _looks_like_image(data):
-                images.append(data)
+                images.append((name, data))
         return images
 
     async def copy_file_out(self, key: str, name: str, target: Path, max_bytes: int = 512 << 20) -> int:

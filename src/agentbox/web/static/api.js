@@ -117,21 +117,18 @@ export async function containerFileContent(containerId, fileId) {
 }
 
 // POST …/runs with "stream": true and hand each server-sent event to onEvent(name, data).
-export async function streamRun(threadId, body, onEvent, signal) {
-  const response = await fetch(`/v1/threads/${encodeURIComponent(threadId)}/runs`, {
-    method: "POST",
-    headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
-    body: JSON.stringify({ ...body, stream: true }),
-    signal,
-  });
-  if (!response.ok) throw await failure(response);
-  await readEvents(response, onEvent);
+export function streamRun(threadId, body, onEvent, signal) {
+  return postEvents(`/threads/${encodeURIComponent(threadId)}/runs`, body, onEvent, signal);
 }
 
 // POST /containers/{id}/exec with "stream": true: exec.created, exec.output.delta, exec.image,
 // exec.completed, each handed to onEvent(name, data) as it arrives.
-export async function streamExec(containerId, body, onEvent, signal) {
-  const response = await fetch(`/v1/containers/${encodeURIComponent(containerId)}/exec`, {
+export function streamExec(containerId, body, onEvent, signal) {
+  return postEvents(`/containers/${encodeURIComponent(containerId)}/exec`, body, onEvent, signal);
+}
+
+async function postEvents(path, body, onEvent, signal) {
+  const response = await fetch(`/v1${path}`, {
     method: "POST",
     headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
     body: JSON.stringify({ ...body, stream: true }),

@@ -5,6 +5,7 @@ import { listAll, uploadContainerFile } from "./api.js";
 import { downloadContainerFile, fileName } from "./cell.js";
 import { el } from "./render.js";
 import { humanSize } from "./setup.js";
+import { acceptFiles } from "./shell.js";
 
 const FIGURES = "/mnt/data/figures/";
 
@@ -18,21 +19,7 @@ export class FilesPanel {
     this.uploads = root.querySelector("#console-uploads");
     this.loading = null;
     const picker = root.querySelector("#console-files");
-    picker.addEventListener("change", () => {
-      this.upload([...picker.files]);
-      picker.value = "";
-    });
-    const zone = root.querySelector("#console-dropzone");
-    zone.addEventListener("dragover", (event) => {
-      event.preventDefault();
-      zone.classList.add("over");
-    });
-    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-    zone.addEventListener("drop", (event) => {
-      event.preventDefault();
-      zone.classList.remove("over");
-      this.upload([...event.dataTransfer.files]);
-    });
+    acceptFiles(picker, root.querySelector("#console-dropzone"), (files) => this.upload(files));
   }
 
   // One listing at a time; a refresh asked for meanwhile runs once the current one ends.

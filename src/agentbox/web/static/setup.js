@@ -3,6 +3,7 @@
 
 import { del, get, post, uploadFile } from "./api.js";
 import { el } from "./render.js";
+import { acceptFiles } from "./shell.js";
 
 export function humanSize(bytes) {
   if (bytes < 1024) return `${bytes} B`;
@@ -73,22 +74,7 @@ export class SetupPane {
       this.save({ tools: this.agent.tools.filter((tool) => tool.type !== "code_interpreter") });
     });
 
-    const picker = this.q("#tool-files");
-    picker.addEventListener("change", () => {
-      this.upload([...picker.files]);
-      picker.value = "";
-    });
-    const zone = this.q("#dropzone");
-    zone.addEventListener("dragover", (event) => {
-      event.preventDefault();
-      zone.classList.add("over");
-    });
-    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-    zone.addEventListener("drop", (event) => {
-      event.preventDefault();
-      zone.classList.remove("over");
-      this.upload([...event.dataTransfer.files]);
-    });
+    acceptFiles(this.q("#tool-files"), this.q("#dropzone"), (files) => this.upload(files));
   }
 
   saveFields() {

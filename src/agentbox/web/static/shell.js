@@ -21,3 +21,21 @@ export function setCrumbs(...items) {
 export function agentLabel(agent) {
   return agent.name || "Unnamed agent";
 }
+
+// Files chosen in a file input or dropped on a zone, handed to onFiles as an array.
+export function acceptFiles(picker, zone, onFiles) {
+  picker.addEventListener("change", () => {
+    onFiles([...picker.files]);
+    picker.value = "";
+  });
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    onFiles([...event.dataTransfer.files]);
+  });
+}
