@@ -151,6 +151,25 @@ def test_ctrl_c_interrupts_the_cell(server: LiveServer, workdir: Path) -> None:
     assert "interrupting the cell" in errors and "KeyboardInterrupt" in errors
 
 
+def test_a_second_ctrl_c_stops_waiting(server: LiveServer, workdir: Path) -> None:
+    code = "import time\nprint('started')\ntime.sleep(60)\n"
+    with subprocess.Popen(
+        [str(AGENTBOX), "exec", "-c", code],
+        env=cli_env(server, workdir),
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "started\n"
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+    assert process.returncode == 130, errors
+    assert "stopped waiting; the cell may still run in cntr_" in errors
+
+
 def test_timeout_passes_through(server: LiveServer, workdir: Path) -> None:
     done = agentbox_exec(
         cli_env(server, workdir), workdir, "--timeout", "1", "-c", "import time\ntime.sleep(30)"

@@ -6,10 +6,13 @@ it made go to stderr, so `agentbox exec … > out.txt` keeps just what the cell 
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import signal
 import sys
 import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from agentbox.client.http import Client
@@ -33,6 +36,24 @@ def _in_background(events: Iterator[dict[str, Any]]) -> queue.Queue[dict[str, An
 
     threading.Thread(target=pump, daemon=True).start()
     return found
+
+
+class _CtrlC:
+    """Counts Ctrl-C presses while installed, instead of raising KeyboardInterrupt wherever it lands."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _press(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = signal.signal(signal.SIGINT, self._press)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _show(event: dict[str, Any], shown: set[str]) -> int | None:
@@ -80,24 +101,29 @@ def run_cell(client: Client, code: str, *, container_id: str | None, timeout_s: 
         sys.stderr.flush()
     events = _in_background(client.exec_events(container_id, code, timeout_s))
     shown: set[str] = set()
+    presses = _CtrlC()
     interrupted = False
-    while True:
-        try:
-            event = events.get()
-        except KeyboardInterrupt:
-            if interrupted:
+    with presses.installed():
+        while True:
+            # The handler only counts: a KeyboardInterrupt raised mid-print would skip the interrupt.
+            if presses.count and not interrupted:
+                interrupted = True
                 print(
-                    f"\nagentbox: stopped waiting; the cell may still run in {container_id}", file=sys.stderr
+                    "\nagentbox: interrupting the cell (Ctrl-C again: stop waiting)",
+                    file=sys.stderr,
+                    flush=True,
                 )
+                client.interrupt(container_id)
+            if presses.count > 1:
+                stopped = f"\nagentbox: stopped waiting; the cell may still run in {container_id}"
+                print(stopped, file=sys.stderr)
                 return 130
-            interrupted = True
-            print(
-                "\nagentbox: interrupting the cell (Ctrl-C again: stop waiting)", file=sys.stderr, flush=True
-            )
-            client.interrupt(container_id)
-            continue
-        if isinstance(event, Exception):
-            raise event
-        status = _show(event, shown)
-        if status is not None:
-            return status
+            try:
+                event = events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(event, Exception):
+                raise event
+            status = _show(event, shown)
+            if status is not None:
+                return status
