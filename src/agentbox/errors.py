@@ -9,6 +9,7 @@ AgentboxError
 │   ├── SandboxUnavailable   no sandbox of the configured strength can be started
 │   └── ProtocolError        the executor sent something that breaks the frame protocol
 └── ModelError          the model endpoint failed or is not configured
+    └── ContextTooLong   the provider refused the prompt as longer than the model's context window
 """
 
 from __future__ import annotations
@@ -54,3 +55,7 @@ class ProtocolError(SandboxError):
 
 class ModelError(AgentboxError):
     pass
+
+
+class ContextTooLong(ModelError):
+    """The provider said the prompt does not fit; the engine truncates the conversation and retries once."""

@@ -55,14 +55,31 @@ class ChatRequest:
     parallel_tool_calls: bool | None = None
     response_format: Any = None
     """JSON mode or a json_schema, in chat-completions form; None for plain text."""
+    reasoning_effort: str | None = None
+    """"low", "medium" or "high" for reasoning models; None: the model's configured default."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCapabilities:
+    """What the engine must know of a model to build its prompt (from the models file, or defaults)."""
+
+    vision: bool = False
+    """Images in user messages are sent as image_url parts; otherwise a run that has them fails."""
+    context_window: int | None = None
+    """Tokens the model accepts (prompt + answer); None: unknown, the prompt is not cut ahead."""
 
 
 class ChatModel(Protocol):
     def stream(self, request: ChatRequest) -> AsyncIterator[ModelEvent]:
         """Deltas of one model turn as they arrive, then exactly one Completion.
 
-        Raises ModelError when the endpoint fails or none is configured.
+        Raises ModelError when the endpoint fails or none is configured, ContextTooLong when the
+        provider refuses the prompt as too long (before any event is yielded).
         """
+        ...
+
+    def capabilities(self, model: str) -> ModelCapabilities:
+        """What `model` can take; raises ModelError when no configured provider serves it."""
         ...
 
     async def aclose(self) -> None: ...
