@@ -152,7 +152,9 @@ def test_ctrl_c_interrupts_the_cell(server: LiveServer, workdir: Path) -> None:
 
 
 def test_a_second_ctrl_c_stops_waiting(server: LiveServer, workdir: Path) -> None:
-    code = "import time\nprint('started')\ntime.sleep(60)\n"
+    # The cell ignores the interrupt, so only the second press can end the wait before the grace's kill.
+    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    code += "print('started')\ntime.sleep(60)\n"
     with subprocess.Popen(
         [str(AGENTBOX), "exec", "-c", code],
         env=cli_env(server, workdir),
@@ -161,9 +163,12 @@ def test_a_second_ctrl_c_stops_waiting(server: LiveServer, workdir: Path) -> Non
         stderr=subprocess.PIPE,
         text=True,
     ) as process:
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stderr is not None
         assert process.stdout.readline() == "started\n"
         process.send_signal(signal.SIGINT)
+        # Two presses at once would reach Python's handler as one; the second comes once the first is seen.
+        while "interrupting the cell" not in process.stderr.readline():
+            pass
         process.send_signal(signal.SIGINT)
         _, errors = process.communicate(timeout=60)
     assert process.returncode == 130, errors
