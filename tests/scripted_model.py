@@ -2,7 +2,11 @@
 
 It is the one test double agentbox allows (a hosted model is a paid outside service). Each test
 queues replies — a code tool call, plain text, or a function of the conversation so far — and
-can read back every request the server received.
+can read back every request the server received (`requests`: the bodies; `received`: with path,
+query and headers). Providers' failures are scripted too: an HTTP error with its body and headers
+(`Fail`), a stream cut mid-answer (`Cut`), a late answer (`Slow`), and raw chunks as some servers
+send them (`Chunks`). A `gate` makes it answer only requests shaped as a provider demands (Azure's
+paths, query and headers), refusing others as that provider would.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 Messages = list[dict[str, Any]]
 
@@ -34,7 +39,58 @@ class Text:
     text: str
 
 
-Reply = Code | Text | Callable[[Messages], "Code | Text"]
+@dataclass(frozen=True)
+class Fail:
+    """Answer with an HTTP error, as a provider does when it is busy, broken or refuses the prompt."""
+
+    status: int
+    message: str = "scripted failure"
+    code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    """Sent as is instead of OpenAI's {"error": {...}} (e.g. Ollama's {"error": "..."})."""
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Stream `text` in chunks, then close the connection: no finish_reason, no [DONE]."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Slow:
+    """Wait `seconds` before answering with `reply`."""
+
+    seconds: float
+    reply: Code | Text
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """Stream these chunk bodies exactly (what a real server sent), then [DONE] unless `done` is False."""
+
+    chunks: list[dict[str, Any]]
+    done: bool = True
+
+
+Answer = Code | Text | Fail | Cut | Slow | Chunks
+Reply = Answer | Callable[[Messages], Answer]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as it arrived: what a provider would check besides the body."""
+
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    """Names in lower case."""
+    body: dict[str, Any]
+
+
+Gate = Callable[[Received], "tuple[int, str] | None"]
+"""Returns the status and message to refuse a request with, or None to answer it."""
 
 
 def last_tool_output(messages: Messages) -> str:
@@ -46,10 +102,14 @@ def last_tool_output(messages: Messages) -> str:
 
 
 class ScriptedModel:
-    def __init__(self) -> None:
+    def __init__(self, gate: Gate | None = None) -> None:
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
+        self._gate = gate
         self.requests: list[dict[str, Any]] = []
+        """The body of every request answered (gated-out ones are not)."""
+        self.received: list[Received] = []
+        """Every request, answered or refused, with its path, query and headers."""
         self.seconds_answering = 0.0
         """Time spent inside the model's handler, so benchmarks can subtract it."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -77,9 +137,10 @@ class ScriptedModel:
         with self._lock:
             self._replies.clear()
             self.requests.clear()
+            self.received.clear()
             self.seconds_answering = 0.0
 
-    def _next_reply(self, body: dict[str, Any]) -> Code | Text:
+    def _next_reply(self, body: dict[str, Any]) -> Answer:
         with self._lock:
             self.requests.append(body)
             reply = (
@@ -107,15 +168,50 @@ class ScriptedModel:
                         model.seconds_answering += time.perf_counter() - started
 
             def _answer(self) -> None:
-                if not self.path.endswith("/chat/completions"):
-                    self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                url = urlsplit(self.path)
+                received = Received(
+                    url.path,
+                    dict(parse_qsl(url.query)),
+                    {name.lower(): value for name, value in self.headers.items()},
+                    body,
+                )
+                with model._lock:
+                    model.received.append(received)
+                refusal = model._gate(received) if model._gate is not None else None
+                if refusal is None and not url.path.endswith("/chat/completions"):
+                    refusal = (404, "not found")
+                if refusal is not None:
+                    error = {"message": refusal[1], "type": "invalid_request_error", "code": None}
+                    self._send_json(refusal[0], {"error": error})
                     return
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 reply = model._next_reply(body)
-                if body.get("stream"):
-                    self._stream(body, reply)
+                if isinstance(reply, Slow):
+                    time.sleep(reply.seconds)
+                    reply = reply.reply
+                try:
+                    if isinstance(reply, Fail):
+                        self._fail(reply)
+                    elif isinstance(reply, Cut | Chunks) or body.get("stream"):
+                        self._stream(body, reply)
+                    else:
+                        self._send_json(200, _completion(body, reply))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test): nothing to answer
+
+            def _fail(self, reply: Fail) -> None:
+                if reply.body is not None:
+                    data = reply.body.encode()
                 else:
-                    self._send_json(200, _completion(body, reply))
+                    error = {"message": reply.message, "type": "server_error", "code": reply.code}
+                    data = json.dumps({"error": error}).encode()
+                self.send_response(reply.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
 
             def _send_json(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
@@ -125,14 +221,22 @@ class ScriptedModel:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _stream(self, body: dict[str, Any], reply: Code | Text) -> None:
+            def _stream(self, body: dict[str, Any], reply: Code | Text | Cut | Chunks) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
-                for chunk in _chunks(body, reply):
+                if isinstance(reply, Cut):
+                    # Content, then the connection closes: what a crashed or restarted server sends.
+                    chunks, done = _chunks(body, Text(reply.text))[:-1], False
+                elif isinstance(reply, Chunks):
+                    chunks, done = reply.chunks, reply.done
+                else:
+                    chunks, done = _chunks(body, reply), True
+                for chunk in chunks:
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
+                if done:
+                    self.wfile.write(b"data: [DONE]\n\n")
 
         return Handler
 

@@ -65,6 +65,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from agentbox.app import build_app
+    from agentbox.llm.catalog import ModelsFileError
     from agentbox.sandbox import SessionManager, isolation
 
     settings = Settings()
@@ -90,13 +91,21 @@ def serve(args: argparse.Namespace) -> int:
     sock.listen(2048)
     port = sock.getsockname()[1]
     url = f"{'https' if tls else 'http'}://{args.host}:{port}"
-    if not settings.model_base_url:
-        print("No model configured (AGENTBOX_MODEL_BASE_URL): runs will fail until one is set.", flush=True)
+    if not settings.model_base_url and settings.models_file is None:
+        print(
+            "No model configured (AGENTBOX_MODEL_BASE_URL or AGENTBOX_MODELS_FILE): runs will fail "
+            "until one is set.",
+            flush=True,
+        )
 
     def ready() -> None:
         print(f"agentbox ready at {url}/v1 (playground: {url}/)", flush=True)
 
-    app = build_app(settings, keys, on_ready=ready)
+    try:
+        app = build_app(settings, keys, on_ready=ready)
+    except ModelsFileError as exc:  # a typo in the models file: say where, no traceback
+        print(f"agentbox: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(
         app,
         log_level="warning",

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentbox.llm.catalog import Catalog, load_catalog, shortcut_config
 from agentbox.sandbox.config import SandboxConfig, default_pool_size
 
 
@@ -33,6 +34,25 @@ class Settings(BaseSettings):
         "", description="OpenAI-compatible chat-completions endpoint (e.g. https://api.openai.com/v1)."
     )
     model_api_key: str = Field("", description="API key for the model endpoint.")
+    model_vision: bool = Field(
+        False, description="AGENTBOX_MODEL_BASE_URL's models take images in user messages."
+    )
+    model_context_window: int | None = Field(
+        None,
+        gt=0,
+        description="AGENTBOX_MODEL_BASE_URL's models' context window in tokens; the prompt is cut to fit "
+        "(default: unknown, not cut ahead).",
+    )
+    model_native_tools: bool = Field(
+        True,
+        description="AGENTBOX_MODEL_BASE_URL's models call tools natively; off: they are asked for "
+        "```python blocks, which run as code calls.",
+    )
+    models_file: Path | None = Field(
+        None,
+        description="A TOML file mapping model names (or globs) to providers and their options "
+        "(docs/models.md); names it does not match go to AGENTBOX_MODEL_BASE_URL.",
+    )
     model_timeout_s: float = Field(120.0, description="Timeout of one model request.")
     exec_timeout_s: float = Field(
         60.0, description="Wall clock per code cell; past it the cell is interrupted."
@@ -93,6 +113,18 @@ class Settings(BaseSettings):
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    def model_catalog(self) -> Catalog:
+        """The models file and the shortcut as one catalog; raises ModelsFileError on a bad file."""
+        shortcut = shortcut_config(
+            self.model_base_url,
+            self.model_api_key,
+            timeout_s=self.model_timeout_s,
+            vision=self.model_vision,
+            context_window=self.model_context_window,
+            native_tools=self.model_native_tools,
+        )
+        return load_catalog(self.models_file, shortcut)
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(

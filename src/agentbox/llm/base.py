@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -83,3 +83,15 @@ class ChatModel(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+async def closing_stream(events: AsyncIterator[ModelEvent]) -> AsyncGenerator[ModelEvent, None]:
+    """The stream as a generator that closes it (and its HTTP response) when left early, not when
+    collected: an abandoned turn must release its connection at once."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
