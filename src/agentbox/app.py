@@ -20,6 +20,7 @@ from agentbox.api import (
     foundry,
     mcp,
     messages,
+    models,
     responses,
     runs,
     threads,
@@ -35,7 +36,7 @@ from agentbox.engine.execs import ExecService
 from agentbox.engine.loop import AgentLoop, LoopLimits
 from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
-from agentbox.llm.openai_compatible import OpenAICompatibleModel
+from agentbox.llm.router import ModelRouter
 from agentbox.sandbox import SessionManager
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
@@ -53,7 +54,7 @@ def build_app(
     data_dir = settings.data_dir.resolve()
     store = Store(data_dir / "agentbox.sqlite3")
     blobs = BlobStore(data_dir / "files", MAX_UPLOAD_BYTES)
-    model = OpenAICompatibleModel(settings.model_base_url, settings.model_api_key, settings.model_timeout_s)
+    model = ModelRouter(settings.model_catalog(), settings.model_timeout_s)
     sandbox = SessionManager(settings.sandbox_config())
     container_service = ContainerService(
         store,
@@ -93,8 +94,16 @@ def build_app(
     app.state.execs = ExecService(container_service, sandbox)
     app.state.conversations = conversation_service = ConversationService(store)
     app.state.responses = ResponsesService(
-        store, loop, engine, events, container_service, conversation_service, ttl_s=settings.run_expires_s
+        store,
+        loop,
+        engine,
+        events,
+        container_service,
+        conversation_service,
+        ttl_s=settings.run_expires_s,
+        blobs=blobs,
     )
+    app.state.models = model
     app.state.api_keys = api_keys
     # The managed-identity route and the tokens it signs exist only when asked for.
     app.state.identity_header = settings.identity_header
@@ -109,6 +118,7 @@ def build_app(
     api.include_router(classic)
     for module in RESPONSES_MODULES:
         api.include_router(module.router)
+    api.include_router(models.router)  # what the models file configures, as OpenAI lists models
     api.include_router(execs.router)  # an agentbox extension: /v1 only, not on Foundry's prefixes
     app.include_router(api, prefix="/v1")
     mcp.mount(app)  # the MCP server at /mcp, same keys as /v1; its sessions run in the lifespan

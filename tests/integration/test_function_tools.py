@@ -7,6 +7,7 @@ import json
 import openai
 import pytest
 
+from tests.model_replies import function_call
 from tests.scripted_model import Code, Messages, ScriptedModel, Text, last_tool_output
 
 WEATHER = {
@@ -28,7 +29,7 @@ def test_function_call_requires_action_then_completes(
 ) -> None:
     assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}, WEATHER])
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather in Oslo?"}])
-    scripted_model.script(Code(json.dumps({"city": "Oslo"}), tool="get_weather"), report)
+    scripted_model.script(function_call("get_weather", json.dumps({"city": "Oslo"})), report)
 
     run = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
@@ -61,7 +62,7 @@ def test_function_call_requires_action_then_completes(
 def test_submit_tool_outputs_stream(client: openai.OpenAI, scripted_model: ScriptedModel) -> None:
     assistant = client.beta.assistants.create(model="m", tools=[WEATHER])
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather in Rome?"}])
-    scripted_model.script(Code(json.dumps({"city": "Rome"}), tool="get_weather"), report)
+    scripted_model.script(function_call("get_weather", json.dumps({"city": "Rome"})), report)
     with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as first:
         first.until_done()
         waiting = first.get_final_run()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from agentbox.api.deps import ResponsesDep
 from agentbox.api.errors import ERROR_RESPONSES
-from agentbox.api.schemas import Metadata, _check_metadata
+from agentbox.api.schemas import Metadata, ReasoningEffort, _check_metadata
 from agentbox.api.sse import frame
 from agentbox.engine.events import DONE
 from agentbox.engine.responses.items import present
@@ -38,6 +38,11 @@ class AgentReference(BaseModel):
     type: Literal["agent_reference"] = "agent_reference"
 
 
+class Reasoning(BaseModel):
+    effort: ReasoningEffort | None = None
+    summary: str | None = None
+
+
 class CreateResponse(BaseModel):
     model: str | None = None
     input: str | list[dict[str, Any]] = Field(default_factory=list)
@@ -58,6 +63,7 @@ class CreateResponse(BaseModel):
     metadata: Metadata | None = None
     text: dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
+    reasoning: Reasoning | None = None
     user: str | None = None
     # Foundry: azure-ai-projects ≥ 2.0.0b4 sends agent_reference, 2.0.0b1-b3 sent agent.
     agent_reference: AgentReference | None = None
@@ -90,6 +96,7 @@ class CreateResponse(BaseModel):
             metadata=self.metadata or {},
             text=self.text,
             truncation=self.truncation or "disabled",
+            reasoning_effort=self.reasoning.effort if self.reasoning else None,
             agent_reference=reference.model_dump(exclude_none=True) if reference else None,
             user=self.user,
         )

@@ -58,6 +58,7 @@ _OPTION_FIELDS = (
     "tool_choice",
     "parallel_tool_calls",
     "response_format",
+    "reasoning_effort",
 )
 
 

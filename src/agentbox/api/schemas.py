@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Metadata = dict[str, str]
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
 
 
 def _check_metadata(value: Metadata | None) -> Metadata | None:
@@ -171,6 +172,7 @@ class CreateRun(_Body):
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
     response_format: Any = None
+    reasoning_effort: ReasoningEffort | None = None
 
     _metadata = field_validator("metadata")(_check_metadata)
 

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agentbox.engine import outputs, prompt
+from agentbox.engine import images, outputs, prompt
 from agentbox.engine.answer import AnswerWriter
 from agentbox.engine.events import RunEvents
 from agentbox.engine.loop import AgentLoop, RunFailed, Usage, code_tool_choice
@@ -133,6 +133,9 @@ class _CodeCall:
         self._surface.images.extend(image.file_id for image in images)
         return outputs.model_feedback(execution, images)
 
+    async def reject(self, call: ToolCall, problem: str) -> None:
+        await self._step.reject(call.arguments, problem)
+
 
 class _RunSurface:
     def __init__(self, runner: AssistantsRunner, publisher: Publisher, run: RunRecord) -> None:
@@ -181,7 +184,7 @@ class AssistantsRunner:
         except ModelError as exc:
             return await self._fail(publisher, run, exc.code or "server_error", exc.message, usage)
         except RunFailed as exc:
-            return await self._fail(publisher, run, "server_error", exc.message, usage)
+            return await self._fail(publisher, run, exc.code or "server_error", exc.message, usage)
         finally:
             self._pending.pop(run.id, None)
         status = RunStatus.INCOMPLETE if outcome.incomplete_reason else RunStatus.COMPLETED
@@ -222,11 +225,18 @@ class AssistantsRunner:
         thread = await self._store.get(ThreadRecord, run.thread_id)
         history = await self._store.all(MessageRecord, thread_id=thread.id)
         files = await self._session_files(assistant, thread, history)
-        truncation = run.options.get("truncation_strategy") or {}
+        truncation = run.options.get("truncation_strategy") or {"type": "auto"}
         if truncation.get("type") == "last_messages" and truncation.get("last_messages"):
             history = history[-int(truncation["last_messages"]) :]
+        image_urls = await images.data_urls(
+            self._store, self._blobs, prompt.image_file_ids(prompt.newest_user(history))
+        )
         chat = prompt.conversation(
-            run.instructions, run.options.get("additional_instructions"), history, [f.name for f in files]
+            run.instructions,
+            run.options.get("additional_instructions"),
+            history,
+            [f.name for f in files],
+            image_urls,
         )
         return Task(
             model=run.model,
@@ -241,6 +251,9 @@ class AssistantsRunner:
             max_completion_tokens=run.options.get("max_completion_tokens"),
             max_prompt_tokens=run.options.get("max_prompt_tokens"),
             parallel_tool_calls=run.options.get("parallel_tool_calls"),
+            response_format=chat_response_format(run.options.get("response_format")),
+            reasoning_effort=run.options.get("reasoning_effort"),
+            truncate=truncation.get("type") == "auto",
         )
 
     async def ask_client(
@@ -307,6 +320,14 @@ def _tool_choice(choice: Any) -> Any:
     if choice == "auto":
         return None
     return choice
+
+
+def chat_response_format(value: Any) -> Any:
+    """The Assistants response_format in chat-completions terms: JSON mode and json_schema reach the
+    model as they are; "auto" and text ask for nothing."""
+    if isinstance(value, dict) and value.get("type") in ("json_object", "json_schema"):
+        return value
+    return None
 
 
 def unique_name(name: str, taken: set[str]) -> str:

@@ -7,27 +7,30 @@ which either waits for their results (Assistants) or ends the run there (Respons
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from agentbox.engine import prompt
-from agentbox.engine.surface import CodeSink, FunctionSink, Outcome, Surface, Task
-from agentbox.errors import AgentboxError, ModelError
+from agentbox.engine import arguments, context, images, prompt
+from agentbox.engine.surface import CodeSink, FunctionSink, Outcome, RunFailed, Surface, Task
+from agentbox.errors import ContextTooLong, ModelError
 from agentbox.llm.base import ChatModel, ChatRequest, Completion, TextDelta, ToolCall, ToolCallDelta
 from agentbox.sandbox import SessionManager
 
 log = logging.getLogger(__name__)
 
+__all__ = ["AgentLoop", "LoopLimits", "RunFailed", "Usage"]
+
+MAX_CORRECTIONS = 3
+"""Malformed tool calls a run answers with an error before it fails: a model that cannot correct
+itself would otherwise loop until the run expires."""
+
 
 @dataclass(frozen=True, slots=True)
 class LoopLimits:
     max_tool_steps: int
-
-
-class RunFailed(AgentboxError):
-    """The run cannot go on; its message becomes the run's error."""
 
 
 @dataclass(slots=True)
@@ -55,48 +58,55 @@ class AgentLoop:
         hands back. ModelError and RunFailed end it early; the caller records them (and `usage`,
         which counts every model turn as it ends)."""
         chat = list(task.chat)
+        capabilities = self._model.capabilities(task.model)
+        shown = images.count_images(chat)
+        if shown and not capabilities.vision:
+            raise RunFailed(_no_vision(task.model, shown), code="invalid_prompt")
+        window = capabilities.context_window
+        # What the prompt may take, in estimated tokens; None: sent whole (no window, or not auto).
+        budget = (
+            context.prompt_budget(window, task.max_completion_tokens) if window and task.truncate else None
+        )
         functions = [{"type": "function", "function": f} for f in task.functions]
-        function_names = {f["name"] for f in task.functions}
+        parameters = {f["name"]: f.get("parameters") for f in task.functions}
         tool_choice = task.tool_choice
-        executions = 0
+        executions = corrections = 0
         while True:
             offer_code = task.code_enabled and (
                 task.max_tool_calls is None or executions < task.max_tool_calls
             )
             tools = ([prompt.CODE_TOOL] if offer_code else []) + functions
-            message = surface.message()
-            code_calls: dict[int, CodeSink] = {}
-            function_calls: dict[int, FunctionSink | None] = {}
-            completion: Completion | None = None
+            offered = tools if tool_choice != "none" else []
+            turn = _Turn(surface, offer_code, set(parameters))
             request = ChatRequest(
                 model=task.model,
                 messages=chat,
-                tools=tools if tool_choice != "none" else [],
+                tools=offered,
                 tool_choice=_offered(tool_choice, offer_code),
                 temperature=task.temperature,
                 top_p=task.top_p,
                 max_tokens=_remaining(task.max_completion_tokens, usage.completion_tokens),
                 parallel_tool_calls=task.parallel_tool_calls if tools else None,
                 response_format=task.response_format,
+                reasoning_effort=task.reasoning_effort,
             )
             tool_choice = None  # a forced tool applies to the first turn only, or the run could never end
-            async for event in self._model.stream(request):
-                if isinstance(event, TextDelta):
-                    await message.write(event.text)
-                elif isinstance(event, ToolCallDelta):
-                    if event.index not in code_calls and event.index not in function_calls:
-                        if event.name == prompt.CODE_TOOL_NAME and offer_code:
-                            code_calls[event.index] = await surface.code_call(event.id)
-                        elif event.name is not None and event.name in function_names:
-                            function_calls[event.index] = await surface.function_call(event.id, event.name)
-                    sink = code_calls.get(event.index) or function_calls.get(event.index)
-                    if sink is not None:
-                        await sink.arguments(event.arguments)
-                else:
-                    completion = event
-            if completion is None:
-                raise ModelError("The model's stream ended without a completion.", code="server_error")
+            completion: Completion | None = None
+            for attempt in (1, 2):
+                sent = chat if budget is None else context.fit(chat, budget, offered)
+                try:
+                    completion = await self._stream(dataclasses.replace(request, messages=sent), turn)
+                    break
+                except ContextTooLong as exc:
+                    # Raised before any event: nothing of this turn was shown yet.
+                    if not task.truncate or attempt == 2:
+                        log.info("model %s refused the prompt as too long: %s", task.model, exc.message)
+                        return Outcome("max_prompt_tokens")
+                    # The estimate was short for this model: halve what is kept, for the rest of the run.
+                    budget = context.estimate(sent, offered) // 2
+            assert completion is not None
             usage.add(completion)
+            message = turn.message
             limit_hit = _limit_hit(task, usage, completion)
             if message.started or not completion.tool_calls or limit_hit:
                 await message.finish(completion, limit_hit)
@@ -106,8 +116,24 @@ class AgentLoop:
             asked: list[ToolCall] = []
             asked_sinks: list[FunctionSink | None] = []
             for index, call in enumerate(completion.tool_calls):
-                code_sink = code_calls.get(index)
+                code_sink = turn.code_calls.get(index)
                 if code_sink is not None:
+                    problem = arguments.code_problem(call.arguments)
+                elif call.name in parameters:
+                    problem = arguments.function_problem(call.name, call.arguments, parameters[call.name])
+                else:
+                    problem = None
+                if problem is not None:
+                    corrections += 1
+                    if corrections > MAX_CORRECTIONS:
+                        raise RunFailed(
+                            f"The model sent malformed tool arguments {corrections} times; last: {problem}"
+                        )
+                    sink = code_sink or turn.function_calls.get(index)
+                    if sink is not None:
+                        await sink.reject(call, problem)
+                    chat.append(tool_result(call.id, problem))
+                elif code_sink is not None:
                     executions += 1
                     if executions > self._limits.max_tool_steps:
                         raise RunFailed(
@@ -120,11 +146,11 @@ class AgentLoop:
                     )
                     feedback = await code_sink.finish(code, execution, completion)
                     chat.append(tool_result(call.id, feedback))
-                elif call.name in function_names:
-                    if index not in function_calls:
-                        function_calls[index] = await surface.function_call(call.id, call.name)
+                elif call.name in parameters:
+                    if index not in turn.function_calls:
+                        turn.function_calls[index] = await surface.function_call(call.id, call.name)
                     asked.append(call)
-                    asked_sinks.append(function_calls[index])
+                    asked_sinks.append(turn.function_calls[index])
                 else:
                     chat.append(
                         tool_result(call.id, f"Unknown tool '{call.name}'. Use only the tools offered.")
@@ -134,6 +160,51 @@ class AgentLoop:
                 if results is None:
                     return Outcome(None)
                 chat.extend(tool_result(call.id, results[call.id]) for call in asked)
+
+    async def _stream(self, request: ChatRequest, turn: _Turn) -> Completion:
+        """One model turn, its text and calls going to the surface as they arrive."""
+        completion: Completion | None = None
+        async for event in self._model.stream(request):
+            if isinstance(event, TextDelta):
+                await turn.message.write(event.text)
+            elif isinstance(event, ToolCallDelta):
+                sink = await turn.sink(event)
+                if sink is not None:
+                    await sink.arguments(event.arguments)
+            else:
+                completion = event
+        if completion is None:
+            raise ModelError("The model's stream ended without a completion.", code="server_error")
+        return completion
+
+
+class _Turn:
+    """Where one model turn's answer and calls go, each call's sink made at its first piece."""
+
+    def __init__(self, surface: Surface, offer_code: bool, function_names: set[str]) -> None:
+        self._surface = surface
+        self._offer_code = offer_code
+        self._function_names = function_names
+        self.message = surface.message()
+        self.code_calls: dict[int, CodeSink] = {}
+        self.function_calls: dict[int, FunctionSink | None] = {}
+
+    async def sink(self, event: ToolCallDelta) -> CodeSink | FunctionSink | None:
+        if event.index not in self.code_calls and event.index not in self.function_calls:
+            if event.name == prompt.CODE_TOOL_NAME and self._offer_code:
+                self.code_calls[event.index] = await self._surface.code_call(event.id)
+            elif event.name is not None and event.name in self._function_names:
+                self.function_calls[event.index] = await self._surface.function_call(event.id, event.name)
+        return self.code_calls.get(event.index) or self.function_calls.get(event.index)
+
+
+def _no_vision(model: str, count: int) -> str:
+    return (
+        f"The newest message has {count} image(s), but the model '{model}' is not configured to take "
+        "images. If it accepts them, set vision = true for it in the models file "
+        "(AGENTBOX_MODELS_FILE), or AGENTBOX_MODEL_VISION=true for the AGENTBOX_MODEL_BASE_URL "
+        "endpoint; otherwise send the message without images."
+    )
 
 
 def _remaining(limit: int | None, used: int) -> int | None:
@@ -165,7 +236,8 @@ def code_tool_choice() -> dict[str, Any]:
 def _assistant_turn(completion: Completion) -> dict[str, Any]:
     return {
         "role": "assistant",
-        "content": completion.text or None,
+        # "" rather than null: llama-cpp-python's server refuses a null content (500), OpenAI takes both.
+        "content": completion.text,
         "tool_calls": [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in completion.tool_calls
@@ -178,7 +250,7 @@ def code_call_turn(call_id: str, code: str) -> dict[str, Any]:
     arguments = json.dumps({"code": code})
     return {
         "role": "assistant",
-        "content": None,
+        "content": "",
         "tool_calls": [
             {
                 "id": call_id,

@@ -19,6 +19,12 @@ _STATE_LOST = (
 )
 
 
+FEEDBACK_HEAD = 8_000
+FEEDBACK_TAIL = 4_000
+"""Characters of a long output the model reads back: its start (what the code printed first, often
+the answer) and its end (where a traceback is); the step keeps the whole output."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredImage:
     file_id: str
@@ -40,7 +46,7 @@ def model_feedback(execution: Execution, images: list[StoredImage]) -> str:
         why = f" Why: {execution.state_lost_reason}" if execution.state_lost_reason else ""
         lines.append(_STATE_LOST + why)
     if execution.logs:
-        lines.append(execution.logs.rstrip("\n"))
+        lines.append(clip(execution.logs.rstrip("\n")))
     if execution.status is ExecutionStatus.OK and not execution.logs:
         lines.append("(the code ran without output)")
     if images:
@@ -49,6 +55,16 @@ def model_feedback(execution: Execution, images: list[StoredImage]) -> str:
         listed = ", ".join(f"/mnt/data/{name}" for name in execution.changed_files)
         lines.append(f"[files written: {listed}]")
     return "\n".join(lines)
+
+
+def clip(text: str, head: int = FEEDBACK_HEAD, tail: int = FEEDBACK_TAIL) -> str:
+    """A long output as its head and tail around a marker giving the true size, so a cell that prints
+    megabytes does not fill the model's context window."""
+    if len(text) <= head + tail:
+        return text
+    omitted = len(text) - head - tail
+    marker = f"[… {omitted:,} characters omitted of {len(text):,} …]"
+    return f"{text[:head]}\n{marker}\n{text[len(text) - tail :]}"
 
 
 def linked_names(text: str) -> list[tuple[str, int, int, str]]:

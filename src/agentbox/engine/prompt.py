@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agentbox.engine import images
 from agentbox.store.records import MessageRecord
 
 CODE_TOOL_NAME = "python"
@@ -47,16 +49,52 @@ def system_prompt(instructions: str, additional: str | None, file_names: list[st
 
 
 def message_text(message: MessageRecord) -> str:
-    """The text the model sees for a stored message (images are named, not sent)."""
+    """The text the model sees for a stored message whose images are not sent: they are named."""
     pieces: list[str] = []
     for part in message.content:
         if part.get("type") == "text":
             pieces.append(str(part["text"]["value"]))
         elif part.get("type") == "image_file":
-            pieces.append(f"[image file {part['image_file']['file_id']}]")
+            pieces.append(f"[image {part['image_file']['file_id']}{_earlier(message)}]")
         elif part.get("type") == "image_url":
-            pieces.append(f"[image {part['image_url']['url']}]")
+            pieces.append(f"[image {images.url_name(part['image_url']['url'])}{_earlier(message)}]")
     return "\n".join(pieces)
+
+
+def _earlier(message: MessageRecord) -> str:
+    # A user's image was sent with its own message; an assistant's is a figure the code made.
+    return " shown earlier" if message.role == "user" else ""
+
+
+def vision_content(message: MessageRecord, image_urls: Mapping[str, str]) -> str | list[dict[str, Any]]:
+    """A user message with its images as image_url parts (uploads from `image_urls`, by file id);
+    plain text when it has none. An upload missing from `image_urls` (deleted) is named instead."""
+    parts: list[dict[str, Any]] = []
+    for part in message.content:
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": str(part["text"]["value"])})
+        elif kind == "image_file":
+            file_id = part["image_file"]["file_id"]
+            if file_id in image_urls:
+                parts.append(images.image_part(image_urls[file_id], part["image_file"].get("detail")))
+            else:
+                parts.append({"type": "text", "text": f"[image {file_id} was deleted]"})
+        elif kind == "image_url":
+            parts.append(images.image_part(part["image_url"]["url"], part["image_url"].get("detail")))
+    if all(p["type"] == "text" for p in parts):
+        return "\n".join(p["text"] for p in parts)
+    return parts
+
+
+def newest_user(messages: Sequence[MessageRecord]) -> MessageRecord | None:
+    return next((m for m in reversed(messages) if m.role == "user"), None)
+
+
+def image_file_ids(message: MessageRecord | None) -> list[str]:
+    if message is None:
+        return []
+    return [p["image_file"]["file_id"] for p in message.content if p.get("type") == "image_file"]
 
 
 def conversation(
@@ -64,10 +102,17 @@ def conversation(
     additional_instructions: str | None,
     messages: list[MessageRecord],
     file_names: list[str],
+    image_urls: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
+    """The chat for a run. Only the newest user message carries its images (`image_urls` holds its
+    uploads as data: URLs); older ones are named, so images are not re-sent on every run."""
     chat: list[dict[str, Any]] = [
         {"role": "system", "content": system_prompt(instructions, additional_instructions, file_names)}
     ]
+    newest = newest_user(messages)
     for message in messages:
-        chat.append({"role": message.role, "content": message_text(message)})
+        if message is newest:
+            chat.append({"role": message.role, "content": vision_content(message, image_urls or {})})
+        else:
+            chat.append({"role": message.role, "content": message_text(message)})
     return chat

@@ -87,7 +87,7 @@ class RunEngine:
             options = dict(request.options or {})
             if request.additional_instructions:
                 options["additional_instructions"] = request.additional_instructions
-            for key in ("temperature", "top_p"):
+            for key in ("temperature", "top_p", "response_format"):
                 if options.get(key) is None and getattr(assistant, key) is not None:
                     options[key] = getattr(assistant, key)
             run = RunRecord(

@@ -10,8 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agentbox.errors import AgentboxError
 from agentbox.llm.base import Completion, ToolCall
 from agentbox.sandbox import Execution, InputFile
+
+
+class RunFailed(AgentboxError):
+    """The run cannot go on; its message becomes the run's error (its code, else server_error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,10 @@ class Task:
     max_tool_calls: int | None = None
     """Most code executions the model may ask for; past it the code tool is no longer offered."""
     response_format: Any = None
+    reasoning_effort: str | None = None
+    truncate: bool = False
+    """Truncation auto: drop the oldest turns to fit the model's context window, and on the
+    provider's context-length refusal cut harder and retry the turn once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +51,7 @@ class Outcome:
     """How a run ended: completed, or incomplete with the limit that stopped it."""
 
     incomplete_reason: str | None
-    """None, "max_completion_tokens" or "max_prompt_tokens"."""
+    """None, "max_completion_tokens" or "max_prompt_tokens" (also: the prompt did not fit the model)."""
 
 
 class MessageSink(Protocol):
@@ -75,11 +84,19 @@ class CodeSink(Protocol):
         """Record the execution's outputs; the tool result the model reads back."""
         ...
 
+    async def reject(self, call: ToolCall, problem: str) -> None:
+        """The call's arguments were malformed: nothing runs, the model is told `problem`."""
+        ...
+
 
 class FunctionSink(Protocol):
     """One call of a client's function, its arguments streaming."""
 
     async def arguments(self, piece: str) -> None: ...
+
+    async def reject(self, call: ToolCall, problem: str) -> None:
+        """The call's arguments were malformed: it is not handed to the client."""
+        ...
 
 
 class Surface(Protocol):

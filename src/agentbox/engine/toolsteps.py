@@ -16,7 +16,8 @@ from agentbox.store.records import RunRecord, StepRecord
 def code_of(arguments: str) -> str:
     """The code of a tool call; models sometimes send the raw code instead of JSON arguments."""
     try:
-        parsed = json.loads(arguments)
+        # strict=False: small models put raw newlines inside the JSON string of their code.
+        parsed = json.loads(arguments, strict=False)
     except json.JSONDecodeError:
         return arguments
     code = parsed.get("code") if isinstance(parsed, dict) else None
@@ -118,6 +119,31 @@ class CodeStep:
             details=details,
             completed_at=now(),
             usage=usage,
+        )
+
+    async def reject(self, arguments: str, problem: str) -> None:
+        """The model's arguments were malformed: the step fails, showing what it sent and why."""
+        if self.step is None:
+            await self.start()
+        assert self.step is not None
+        details = {
+            "type": "tool_calls",
+            "tool_calls": [
+                {
+                    "id": self.call_id,
+                    "type": "code_interpreter",
+                    "code_interpreter": {"input": arguments, "outputs": []},
+                }
+            ],
+        }
+        self.step = await self._publisher.change(
+            StepRecord,
+            self.step.id,
+            ("thread.run.step.failed",),
+            status="failed",
+            details=details,
+            failed_at=now(),
+            last_error={"code": "server_error", "message": problem},
         )
 
     async def _output_delta(self, index: int, output: dict[str, Any]) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
-from agentbox.engine import prompt
+from agentbox.engine import images, outputs, prompt
 from agentbox.engine.loop import code_call_turn, tool_result
 from agentbox.errors import InvalidRequest
 from agentbox.ids import new_id
@@ -190,17 +190,36 @@ def last_container(items: Sequence[Item]) -> str | None:
     return None
 
 
-def to_chat(items: Sequence[Item], system: str) -> list[dict[str, Any]]:
+def newest_user(items: Sequence[Item]) -> Item | None:
+    """The newest user message: the one whose images are sent to the model."""
+    return next((i for i in reversed(items) if i.get("type") == "message" and i.get("role") == "user"), None)
+
+
+def image_file_ids(item: Item | None) -> list[str]:
+    """The uploaded images (input_image parts with a file_id) of a message item."""
+    parts = (item or {}).get("content") or []
+    return [str(p["file_id"]) for p in parts if p.get("type") == "input_image" and p.get("file_id")]
+
+
+def to_chat(
+    items: Sequence[Item], system: str, image_urls: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """The model's conversation: the system prompt, then each item in chat-completions form.
 
     Consecutive calls become one assistant message with several tool_calls; a code call's result
-    follows it at once, a function's when its output item comes.
+    follows it at once, a function's when its output item comes. Only the newest user message
+    carries its images (`image_urls`: its uploads as data: URLs); older ones are named, so images
+    are not re-sent on every turn. Calls that ended incomplete (malformed arguments, never run or
+    handed to the client) are left out.
     """
     chat: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    newest = newest_user(items)
     for item in items:
         kind = item.get("type")
+        if kind in ("code_interpreter_call", "function_call") and item.get("status") == "incomplete":
+            continue
         if kind == "message":
-            chat.append(_chat_message(item))
+            chat.append(_chat_message(item, (image_urls or {}) if item is newest else None))
         elif kind == "code_interpreter_call":
             turn = code_call_turn(item["id"], item.get("code") or "")
             _add_call(chat, turn["tool_calls"][0])
@@ -223,7 +242,7 @@ def _add_call(chat: list[dict[str, Any]], call: dict[str, Any]) -> None:
     if last["role"] == "assistant":
         last.setdefault("tool_calls", []).append(call)
     else:
-        chat.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        chat.append({"role": "assistant", "content": "", "tool_calls": [call]})  # not null: see loop.py
 
 
 def _answered(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -238,27 +257,34 @@ def _answered(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return fixed
 
 
-def _chat_message(item: Item) -> dict[str, Any]:
+def _chat_message(item: Item, image_urls: Mapping[str, str] | None) -> dict[str, Any]:
+    """A message item; `image_urls` None: its images are named, not sent."""
     role = "system" if item["role"] == "developer" else item["role"]
     parts: list[dict[str, Any]] = []
-    texts: list[str] = []
     for part in item.get("content") or []:
         kind = part.get("type")
+        text: str | None = None
         if kind in ("input_text", "output_text", "text"):
-            texts.append(str(part.get("text", "")))
+            text = str(part.get("text", ""))
         elif kind == "refusal":
-            texts.append(str(part.get("refusal", "")))
-        elif kind == "input_image" and part.get("image_url") and role == "user":
-            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+            text = str(part.get("refusal", ""))
         elif kind == "input_image":
-            texts.append(f"[image file {part.get('file_id')}]")
+            file_id, url = part.get("file_id"), part.get("image_url")
+            url = url or (image_urls or {}).get(str(file_id))
+            if image_urls is not None and url:
+                parts.append(images.image_part(url, part.get("detail")))
+            elif image_urls is not None:
+                text = f"[image {file_id} was deleted]"
+            else:
+                text = f"[image {file_id or images.url_name(url)} shown earlier]"
         elif kind == "input_file":
             name = part.get("filename") or part.get("file_id")
-            texts.append(f"[file /mnt/data/{name}, available to the {prompt.CODE_TOOL_NAME} tool]")
-    text = "\n".join(texts)
-    if parts:
-        return {"role": role, "content": [{"type": "text", "text": text}, *parts] if text else parts}
-    return {"role": role, "content": text}
+            text = f"[file /mnt/data/{name}, available to the {prompt.CODE_TOOL_NAME} tool]"
+        if text is not None:
+            parts.append({"type": "text", "text": text})
+    if all(p["type"] == "text" for p in parts):
+        return {"role": role, "content": "\n".join(p["text"] for p in parts)}
+    return {"role": role, "content": parts}
 
 
 def _logs(item: Item) -> str:
@@ -268,7 +294,7 @@ def _logs(item: Item) -> str:
             pieces.append(str(output.get("logs", "")))
         elif output.get("type") == "image":
             pieces.append("[an image was displayed to the user]")
-    return "\n".join(pieces) or "(the code ran without output)"
+    return outputs.clip("\n".join(pieces)) or "(the code ran without output)"
 
 
 def snapshot(item: Item) -> Item:

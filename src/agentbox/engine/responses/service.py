@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentbox.engine import agents, prompt
+from agentbox.engine import agents, images, prompt
 from agentbox.engine.containers import ContainerService
 from agentbox.engine.conversations import ConversationService
 from agentbox.engine.events import DONE, RunEvents
@@ -27,7 +27,9 @@ from agentbox.engine.responses.items import (
     INCLUDABLE,
     Item,
     as_items,
+    image_file_ids,
     last_container,
+    newest_user,
     present,
     to_chat,
 )
@@ -37,6 +39,7 @@ from agentbox.engine.surface import Task
 from agentbox.errors import Conflict, InvalidRequest, ModelError, NotFound
 from agentbox.ids import new_id, now
 from agentbox.sandbox import InputFile
+from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
 from agentbox.store.records import ContainerRecord, ResponseRecord
 
@@ -69,6 +72,7 @@ class ResponseParams:
     metadata: dict[str, str] = field(default_factory=dict)
     text: dict[str, Any] | None = None
     truncation: str = "disabled"
+    reasoning_effort: str | None = None
     agent_reference: dict[str, Any] | None = None
     user: str | None = None
 
@@ -90,8 +94,11 @@ class ResponsesService:
         containers: ContainerService,
         conversations: ConversationService,
         ttl_s: int,
+        *,
+        blobs: BlobStore,
     ) -> None:
         self._store = store
+        self._blobs = blobs
         self._loop = loop
         self._engine = engine
         self.events = events
@@ -140,6 +147,14 @@ class ResponsesService:
         container = await self._container(code_tool, context, input_items) if code_tool else None
         files = await self._containers.use(container.id) if container else []
 
+        history = [*context, *input_items]
+        try:
+            image_urls = await images.data_urls(
+                self._store, self._blobs, image_file_ids(newest_user(history))
+            )
+        except RunFailed as exc:
+            raise InvalidRequest(exc.message, code="invalid_image") from exc
+
         response_id = new_id("resp_")
         created = now()
         data = {
@@ -159,7 +174,7 @@ class ResponsesService:
             "parallel_tool_calls": params.parallel_tool_calls,
             "previous_response_id": params.previous_response_id,
             "conversation": {"id": params.conversation} if params.conversation else None,
-            "reasoning": {"effort": None, "summary": None},
+            "reasoning": {"effort": params.reasoning_effort, "summary": None},
             "store": params.store,
             "temperature": params.temperature
             if params.temperature is not None
@@ -199,7 +214,7 @@ class ResponsesService:
         live = self._live[response_id] = _Live(data=data, surface=surface)
         task = Task(
             model=model,
-            chat=to_chat([*context, *input_items], _system(instructions, files)),
+            chat=to_chat(history, _system(instructions, files), image_urls),
             session_key=container.id if container else response_id,
             files=files,
             code_enabled=container is not None,
@@ -211,6 +226,8 @@ class ResponsesService:
             parallel_tool_calls=params.parallel_tool_calls if tools else None,
             max_tool_calls=params.max_tool_calls,
             response_format=response_format,
+            reasoning_effort=params.reasoning_effort,
+            truncate=params.truncation == "auto",
         )
         live.task = self._engine.spawn(self._run(record, live, task, params), f"response {response_id}")
         return response_id
@@ -293,7 +310,7 @@ class ResponsesService:
             except ModelError as exc:
                 self._fail(live, exc.code or "server_error", exc.message)
             except RunFailed as exc:
-                self._fail(live, "server_error", exc.message)
+                self._fail(live, exc.code or "server_error", exc.message)
             else:
                 if outcome.incomplete_reason:
                     live.data["status"] = "incomplete"

@@ -273,6 +273,11 @@ class _CodeCall:
         shown = [outputs.StoredImage("") for _ in execution.images]
         return outputs.model_feedback(execution, shown)
 
+    async def reject(self, call: ToolCall, problem: str) -> None:
+        """Nothing ran: the item ends incomplete with what the model sent (items.to_chat skips it)."""
+        self._item.update(code=call.arguments, status="incomplete", outputs=[])
+        await self._surface.done(self._index)
+
     async def _delta(self, text: str) -> None:
         self._streamed += text
         await self._surface.log.emit(
@@ -310,6 +315,13 @@ class _FunctionCall:
             name=self._item["name"],
             arguments=call.arguments,
         )
+        await self._surface.done(self._index)
+
+    async def reject(self, call: ToolCall, problem: str) -> None:
+        """Not handed to the client: the item ends incomplete (items.to_chat skips it) and the model
+        corrects its call in this same response."""
+        self._item["arguments"] = call.arguments
+        self._item["status"] = "incomplete"
         await self._surface.done(self._index)
 
 
