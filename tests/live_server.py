@@ -89,15 +89,19 @@ class LiveServer:
     def stop(self) -> None:
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        if self._reader is not None:
-            self._reader.join(timeout=20)
-            self._reader = None
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-        self._process = None
+        stop_process(self._process, self._reader)
+        self._process = self._reader = None
+
+
+def stop_process(process: subprocess.Popen[str], reader: threading.Thread | None) -> None:
+    """Terminate a server started by a test (killed if it takes 20 s), then its output reader."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if reader is not None:
+        reader.join(timeout=20)
+    if process.stdout is not None:
+        process.stdout.close()
