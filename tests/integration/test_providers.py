@@ -457,6 +457,34 @@ def test_timeouts_and_cut_streams_end_the_run_with_a_reason(sdk: openai.OpenAI, 
     assert "answer was cut off" in response.error.message and "after 13 characters" in response.error.message
 
 
+def test_a_failed_run_leaves_nothing_in_progress(sdk: openai.OpenAI, plain: ScriptedModel) -> None:
+    # The answer began streaming when the provider cut it: the message keeps what came, incomplete.
+    plain.script(Cut("The answer is"))
+    done = run(sdk, "flaky-a")
+    assert done.status == "failed"
+    [answer] = sdk.beta.threads.messages.list(thread_id=done.thread_id, run_id=done.id).data
+    assert (answer.status, answer.content[0].text.value) == ("incomplete", "The answer is")
+    assert answer.incomplete_details is not None and answer.incomplete_details.reason == "run_failed"
+    steps = sdk.beta.threads.runs.steps.list(run_id=done.id, thread_id=done.thread_id).data
+    assert [s.status for s in steps] == ["failed"]
+    assert steps[0].last_error is not None and "cut off" in steps[0].last_error.message
+
+
+def test_a_run_past_its_code_limit_fails_and_its_last_step_with_it(
+    sdk: openai.OpenAI, plain: ScriptedModel
+) -> None:
+    # A small model that repeats itself: the default limit is 12 executions; the 13th call never runs.
+    plain.script(*[Code("print(144)")] * 13)
+    done = run(sdk, "flaky-a")
+    assert done.status == "failed" and done.last_error is not None
+    assert (
+        done.last_error.message == "The run reached its limit of 12 code executions without a final answer."
+    )
+    steps = sdk.beta.threads.runs.steps.list(run_id=done.id, thread_id=done.thread_id, order="asc").data
+    assert [s.status for s in steps] == ["completed"] * 12 + ["failed"]
+    assert logs_of(sdk, done) == ["144\n"] * 12
+
+
 def test_a_llama_cpp_style_stream_runs_the_code(sdk: openai.OpenAI, plain: ScriptedModel) -> None:
     """The whole tool call in one chunk, no id, finish_reason "stop", no usage: still a code step."""
     whole = {"index": 0, "function": {"name": "python", "arguments": '{"code": "print(6 * 7)"}'}}

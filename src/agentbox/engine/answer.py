@@ -119,3 +119,26 @@ class AnswerWriter:
             usage=usage,
         )
         return self.message
+
+    async def cut(self, error: dict[str, str]) -> None:
+        """The run failed while this answer streamed: it keeps the text that came, incomplete."""
+        if self.message is None or self._step is None or self.message.status != "in_progress":
+            return
+        stamp = now()
+        self.message = await self._publisher.change(
+            MessageRecord,
+            self.message.id,
+            ("thread.message.incomplete",),
+            content=outputs.answer_content("".join(self._text), [], self._image_ids),
+            status="incomplete",
+            incomplete_at=stamp,
+            incomplete_reason="run_failed",
+        )
+        await self._publisher.change(
+            StepRecord,
+            self._step.id,
+            ("thread.run.step.failed",),
+            status="failed",
+            failed_at=stamp,
+            last_error=error,
+        )

@@ -32,6 +32,7 @@ from agentbox.store.records import (
     MessageRecord,
     RunRecord,
     RunStatus,
+    StepRecord,
     ThreadRecord,
 )
 
@@ -93,6 +94,7 @@ class _Answer:
     def __init__(self, surface: _RunSurface) -> None:
         self._surface = surface
         self._writer = AnswerWriter(surface.publisher, surface.run, surface.images)
+        surface.answer = self._writer
 
     @property
     def started(self) -> bool:
@@ -144,6 +146,8 @@ class _RunSurface:
         self.run = run
         self.files = runner.files
         self.images: list[str] = []
+        self.answer: AnswerWriter | None = None
+        """The newest turn's answer, cut if the run fails while it streams."""
 
     def message(self) -> MessageSink:
         return _Answer(self)
@@ -181,10 +185,11 @@ class AssistantsRunner:
         usage = Usage()
         try:
             outcome = await self._loop.converse(await self._task(run), surface, usage)
-        except ModelError as exc:
-            return await self._fail(publisher, run, exc.code or "server_error", exc.message, usage)
-        except RunFailed as exc:
-            return await self._fail(publisher, run, exc.code or "server_error", exc.message, usage)
+        except (ModelError, RunFailed) as exc:
+            error = {"code": exc.code or "server_error", "message": exc.message}
+            if surface.answer is not None:
+                await surface.answer.cut(error)
+            return await self._fail(publisher, run, error, usage)
         finally:
             self._pending.pop(run.id, None)
         status = RunStatus.INCOMPLETE if outcome.incomplete_reason else RunStatus.COMPLETED
@@ -276,15 +281,26 @@ class AssistantsRunner:
         return tool_outputs
 
     async def _fail(
-        self, publisher: Publisher, run: RunRecord, code: str, message: str, usage: Usage
+        self, publisher: Publisher, run: RunRecord, error: dict[str, str], usage: Usage
     ) -> RunRecord:
+        # A code step whose call never ran ends with the run, failed: none stays in_progress.
+        for step in await self._store.all(StepRecord, run_id=run.id):
+            if step.status == "in_progress":
+                await publisher.change(
+                    StepRecord,
+                    step.id,
+                    ("thread.run.step.failed",),
+                    status="failed",
+                    failed_at=now(),
+                    last_error=error,
+                )
         return await publisher.change(
             RunRecord,
             run.id,
             ("thread.run.failed",),
             status=RunStatus.FAILED,
             failed_at=now(),
-            last_error={"code": code, "message": message},
+            last_error=error,
             usage=_run_usage(usage),
         )
 
