@@ -455,6 +455,9 @@ def test_timeouts_and_cut_streams_end_the_run_with_a_reason(sdk: openai.OpenAI, 
     response = sdk.responses.create(model="flaky-b", input="hi")
     assert response.status == "failed" and response.error is not None
     assert "answer was cut off" in response.error.message and "after 13 characters" in response.error.message
+    [message] = response.output
+    assert message.type == "message" and message.status == "incomplete"
+    assert message.content[0].type == "output_text" and message.content[0].text == "The answer is"
 
 
 def test_a_failed_run_leaves_nothing_in_progress(sdk: openai.OpenAI, plain: ScriptedModel) -> None:

@@ -340,6 +340,7 @@ class ResponsesService:
     def _fail(self, live: _Live, code: str, message: str) -> None:
         live.data["status"] = "failed"
         live.data["error"] = {"code": code, "message": message}
+        live.surface.cut()
 
     async def _finish(
         self, record: ResponseRecord, live: _Live, usage: Usage, params: ResponseParams

@@ -65,6 +65,7 @@ class ResponseSurface:
         self._file_for_path = file_for_path
         self.written: dict[str, ContainerFileRecord] = {}
         """Container files the code wrote during this response, by name in /mnt/data."""
+        self._answer: _Answer | None = None
 
     async def add(self, item: Item) -> int:
         self.output.append(item)
@@ -78,7 +79,17 @@ class ResponseSurface:
         )
 
     def message(self) -> MessageSink:
-        return _Answer(self)
+        self._answer = _Answer(self)
+        return self._answer
+
+    def cut(self) -> None:
+        """The response failed: an item it interrupted (an answer mid-stream, a call that never
+        ran) keeps what it got, incomplete, so no item of a finished response stays in progress."""
+        if self._answer is not None:
+            self._answer.keep_text()
+        for item in self.output:
+            if item.get("status") in ("in_progress", "interpreting"):
+                item["status"] = "incomplete"
 
     async def code_call(self, model_call_id: str | None) -> CodeSink:
         item: Item = {
@@ -158,6 +169,10 @@ class _Answer:
             content_index=0,
             part=snapshot(part),
         )
+
+    def keep_text(self) -> None:
+        if self._item is not None:
+            self._item["content"][0]["text"] = "".join(self._text)
 
     async def write(self, text: str) -> None:
         if self._item is None:
