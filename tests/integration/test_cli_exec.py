@@ -113,16 +113,21 @@ def test_usage_errors_exit_2(server: LiveServer, workdir: Path) -> None:
     assert "missing.py" in missing.stderr and "No such file" in missing.stderr
 
 
-def test_output_arrives_while_the_cell_runs(server: LiveServer, workdir: Path) -> None:
-    code = "import time\nprint('first')\ntime.sleep(3)\nprint('second')\n"
-    with subprocess.Popen(
+def exec_in_background(server: LiveServer, workdir: Path, code: str) -> subprocess.Popen[str]:
+    """`agentbox exec -c code` still running, its output read by the test as it comes."""
+    return subprocess.Popen(
         [str(AGENTBOX), "exec", "-c", code],
         env=cli_env(server, workdir),
         cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    ) as process:
+    )
+
+
+def test_output_arrives_while_the_cell_runs(server: LiveServer, workdir: Path) -> None:
+    code = "import time\nprint('first')\ntime.sleep(3)\nprint('second')\n"
+    with exec_in_background(server, workdir, code) as process:
         assert process.stdout is not None
         assert process.stdout.readline() == "first\n"
         assert process.poll() is None  # the cell is still sleeping
@@ -134,14 +139,7 @@ def test_ctrl_c_interrupts_the_cell(server: LiveServer, workdir: Path) -> None:
     # If output only came at the cell's end, readline would wait out the whole sleep and 'after' would
     # print: its absence shows the first line came, and the interrupt landed, while the cell ran.
     code = "import time\nprint('started')\ntime.sleep(60)\nprint('after')\n"
-    with subprocess.Popen(
-        [str(AGENTBOX), "exec", "-c", code],
-        env=cli_env(server, workdir),
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
+    with exec_in_background(server, workdir, code) as process:
         assert process.stdout is not None
         assert process.stdout.readline() == "started\n"
         process.send_signal(signal.SIGINT)
@@ -155,14 +153,7 @@ def test_a_second_ctrl_c_stops_waiting(server: LiveServer, workdir: Path) -> Non
     # The cell ignores the interrupt, so only the second press can end the wait before the grace's kill.
     code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
     code += "print('started')\ntime.sleep(60)\n"
-    with subprocess.Popen(
-        [str(AGENTBOX), "exec", "-c", code],
-        env=cli_env(server, workdir),
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
+    with exec_in_background(server, workdir, code) as process:
         assert process.stdout is not None and process.stderr is not None
         assert process.stdout.readline() == "started\n"
         process.send_signal(signal.SIGINT)
