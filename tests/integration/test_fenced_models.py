@@ -13,12 +13,11 @@ from typing import Any
 
 import openai
 import pytest
-from openai import AssistantEventHandler
 from openai.types.beta.threads.runs import CodeInterpreterToolCall
-from typing_extensions import override
 
 from tests.conftest import API_KEY
 from tests.live_server import LiveServer
+from tests.run_events import Recorder
 from tests.sandbox_fixtures import cell_seconds
 from tests.scripted_model import Messages, ScriptedModel, Text
 
@@ -104,22 +103,6 @@ def test_an_assistants_run_executes_the_fenced_code(
     texts = [m.content[0].text.value for m in messages if m.role == "assistant"]  # type: ignore[union-attr]
     assert texts == ["I will compute it.", "The total is 285."]
     assert_fenced_protocol(scripted_model.requests)
-
-
-class Recorder(AssistantEventHandler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.text: list[str] = []
-        self.code: list[str] = []
-
-    @override
-    def on_text_delta(self, delta: Any, snapshot: Any) -> None:
-        self.text.append(delta.value or "")
-
-    @override
-    def on_tool_call_delta(self, delta: Any, snapshot: Any) -> None:
-        if delta.code_interpreter is not None and delta.code_interpreter.input:
-            self.code.append(delta.code_interpreter.input)
 
 
 def test_a_streamed_run_never_shows_the_fence_and_streams_the_code(

@@ -34,12 +34,11 @@ from typing import Any
 
 import openai
 import pytest
-from openai import AssistantEventHandler
-from typing_extensions import override
 
 from tests.conftest import API_KEY
 from tests.live_server import LiveServer
 from tests.llama_server import MODEL_ALIAS, Exchange, LlamaServer
+from tests.run_events import Recorder
 from tests.sandbox_fixtures import cell_seconds
 
 pytestmark = pytest.mark.slow
@@ -200,31 +199,6 @@ def test_assistants_run_executes_the_models_code(
     assert answer.role == "assistant" and answer.run_id == run.id
     assert answer.content[0].type == "text"
     assert answer.content[0].text.value == streamed_text(second) != ""
-
-
-class Recorder(AssistantEventHandler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-        self.code: list[str] = []
-        self.logs: list[str] = []
-        self.text: list[str] = []
-
-    @override
-    def on_event(self, event: Any) -> None:
-        self.names.append(event.event)
-
-    @override
-    def on_tool_call_delta(self, delta: Any, snapshot: Any) -> None:
-        interpreter = delta.code_interpreter
-        if interpreter is None:
-            return
-        self.code.append(interpreter.input or "")
-        self.logs.extend(o.logs for o in interpreter.outputs or [] if o.type == "logs")
-
-    @override
-    def on_text_delta(self, delta: Any, snapshot: Any) -> None:
-        self.text.append(delta.value or "")
 
 
 def test_assistants_stream_shows_the_real_traceback(

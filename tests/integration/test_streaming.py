@@ -6,40 +6,14 @@ import time
 
 import httpx
 import openai
-from openai import AssistantEventHandler
 from typing_extensions import override
 
 from tests.conftest import API_KEY
 from tests.live_server import LiveServer
+from tests.run_events import Recorder
 from tests.scripted_model import Code, ScriptedModel, Text, last_tool_output
 
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nprint('plotted')\nplt.show()"
-
-
-class Recorder(AssistantEventHandler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-        self.text: list[str] = []
-        self.code: list[str] = []
-        self.logs: list[str] = []
-
-    @override
-    def on_event(self, event: object) -> None:
-        self.names.append(event.event)  # type: ignore[attr-defined]
-
-    @override
-    def on_text_delta(self, delta: object, snapshot: object) -> None:
-        self.text.append(delta.value or "")  # type: ignore[attr-defined]
-
-    @override
-    def on_tool_call_delta(self, delta: object, snapshot: object) -> None:
-        interpreter = delta.code_interpreter  # type: ignore[attr-defined]
-        if interpreter is not None and interpreter.input:
-            self.code.append(interpreter.input)
-        for output in (interpreter.outputs or []) if interpreter is not None else []:
-            if output.type == "logs":
-                self.logs.append(output.logs)
 
 
 def collapse(names: list[str]) -> list[str]:
