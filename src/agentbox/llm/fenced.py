@@ -29,14 +29,13 @@ from agentbox.llm.base import (
     ToolCallDelta,
     closing_stream,
 )
+from agentbox.llm.chunks import estimate_tokens, prompt_chars
 
 NativeStream = Callable[[ChatRequest], AsyncIterator[ModelEvent]]
 Event = TextDelta | ToolCallDelta
 
 PYTHON_FENCES = frozenset({"python", "py", "python3"})
 OUTPUT_PREFIX = "Output of the code:\n"
-CHARS_PER_TOKEN = 4
-"""Usage of a turn cut at its code block is not reported by the provider: estimated from characters."""
 
 
 async def stream_fenced(native: NativeStream, request: ChatRequest) -> AsyncIterator[ModelEvent]:
@@ -80,8 +79,10 @@ async def stream_fenced(native: NativeStream, request: ChatRequest) -> AsyncIter
         yield Completion(
             text=reader.text,
             tool_calls=(reader.call,),
-            prompt_tokens=_estimate("".join(_texts(plain.messages))),
-            completion_tokens=_estimate(reader.read),
+            # The provider's usage never came (its stream was closed at the block): estimated, as
+            # for a stream without usage.
+            prompt_tokens=estimate_tokens(prompt_chars(plain.messages)),
+            completion_tokens=estimate_tokens(len(reader.read)),
             finish_reason="tool_calls",
         )
     elif native_completion is not None:
@@ -92,20 +93,6 @@ async def stream_fenced(native: NativeStream, request: ChatRequest) -> AsyncIter
             tool_calls=calls,
             finish_reason="tool_calls" if calls else native_completion.finish_reason,
         )
-
-
-def _estimate(text: str) -> int:
-    return max(1, len(text) // CHARS_PER_TOKEN)
-
-
-def _texts(messages: list[dict[str, Any]]) -> list[str]:
-    """The text of a conversation (images left out: a data URL is not what a model counts)."""
-    texts = []
-    for message in messages:
-        for part in _parts(message.get("content")):
-            if part.get("type") == "text":
-                texts.append(str(part.get("text", "")))
-    return texts
 
 
 def _code_tool(tools: list[dict[str, Any]]) -> dict[str, Any] | None:
