@@ -20,6 +20,7 @@ from agentbox.api.schemas import (
     UpdateMetadata,
 )
 from agentbox.api.threads import create_thread_record
+from agentbox.engine import file_search
 from agentbox.engine.runs import RunEngine, RunRequest
 from agentbox.store.database import Store
 from agentbox.store.records import RunRecord, StepRecord, ThreadRecord
@@ -62,6 +63,15 @@ _OPTION_FIELDS = (
 )
 
 
+def _refuse_file_search(body: CreateRun) -> None:
+    """Checked before anything is stored: create-thread-and-run would otherwise leave its thread."""
+    file_search.check_tools([t.model_dump() for t in body.tools or []])
+    file_search.check_tool_choice(_plain(body.tool_choice))
+    for index, message in enumerate(body.additional_messages or []):
+        attachments = [a.model_dump() for a in message.attachments or []]
+        file_search.check_attachments(attachments, f"additional_messages[{index}].attachments")
+
+
 async def _start_run(store: Store, engine: RunEngine, thread_id: str, body: CreateRun) -> RunRecord:
     extra = [
         await message_record(store, thread_id, m, f"additional_messages[{i}]")
@@ -99,6 +109,7 @@ async def create_run(
     store: StoreDep, engine: EngineDep, response: Response, thread_id: str, body: CreateRun
 ) -> wire.RunObject | StreamingResponse:
     await store.get(ThreadRecord, thread_id)
+    _refuse_file_search(body)
     run = await _start_run(store, engine, thread_id, body)
     return sse.run_stream(engine.events, run.id) if body.stream else _answer(run, response)
 
@@ -107,7 +118,9 @@ async def create_run(
 async def create_thread_and_run(
     store: StoreDep, engine: EngineDep, response: Response, body: CreateThreadAndRun
 ) -> wire.RunObject | StreamingResponse:
-    thread = await create_thread_record(store, body.thread or CreateThread())
+    _refuse_file_search(body)
+    file_search.check_tool_resources(body.tool_resources.model_dump() if body.tool_resources else None)
+    thread = await create_thread_record(store, body.thread or CreateThread(), "thread.")
     run = await _start_run(store, engine, thread.id, body)
     return sse.run_stream(engine.events, run.id, thread=thread) if body.stream else _answer(run, response)
 

@@ -51,6 +51,7 @@ class CodeInterpreterResources(_Body):
 
 class ToolResources(_Body):
     code_interpreter: CodeInterpreterResources | None = None
+    file_search: Any = None  # declared only to be refused (engine/file_search.py), never dropped silently
 
 
 class AttachmentTool(_Body):
@@ -179,6 +180,7 @@ class CreateRun(_Body):
 
 class CreateThreadAndRun(CreateRun):
     thread: CreateThread | None = None
+    tool_resources: ToolResources | None = None
 
 
 class ToolOutput(_Body):

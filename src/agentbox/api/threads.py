@@ -11,7 +11,8 @@ from agentbox.api.assistants import checked_file_ids
 from agentbox.api.deps import SandboxDep, StoreDep
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.messages import message_record
-from agentbox.api.schemas import CreateThread, UpdateThread
+from agentbox.api.schemas import CreateThread, ToolResources, UpdateThread
+from agentbox.engine import file_search
 from agentbox.errors import Conflict
 from agentbox.ids import new_id, now
 from agentbox.store.database import Store
@@ -20,22 +21,30 @@ from agentbox.store.records import ThreadRecord
 router = APIRouter(tags=["threads"], responses=ERROR_RESPONSES)
 
 
-async def create_thread_record(store: Store, body: CreateThread) -> ThreadRecord:
+async def create_thread_record(store: Store, body: CreateThread, prefix: str = "") -> ThreadRecord:
+    """The thread and its messages, all checked before any is stored; `prefix` is where the thread
+    sits in the request ('thread.' in create-thread-and-run), for the errors' `param`."""
+    file_search.check_tool_resources(_plain(body.tool_resources), f"{prefix}tool_resources")
     thread = ThreadRecord(
         id=new_id("thread_"),
         created_at=now(),
         file_ids=await checked_file_ids(
-            store, body.tool_resources, "tool_resources.code_interpreter.file_ids"
+            store, body.tool_resources, f"{prefix}tool_resources.code_interpreter.file_ids"
         ),
         metadata=body.metadata or {},
     )
     messages = [
-        await message_record(store, thread.id, m, f"messages[{i}]") for i, m in enumerate(body.messages)
+        await message_record(store, thread.id, m, f"{prefix}messages[{i}]")
+        for i, m in enumerate(body.messages)
     ]
     await store.add(thread)
     for message in messages:
         await store.add(message)
     return thread
+
+
+def _plain(resources: ToolResources | None) -> dict[str, Any] | None:
+    return resources.model_dump() if resources is not None else None
 
 
 @router.post("/threads")
@@ -51,6 +60,7 @@ async def retrieve_thread(store: StoreDep, thread_id: str) -> wire.ThreadObject:
 @router.post("/threads/{thread_id}")
 async def update_thread(store: StoreDep, thread_id: str, body: UpdateThread) -> wire.ThreadObject:
     current = await store.get(ThreadRecord, thread_id)
+    file_search.check_tool_resources(_plain(body.tool_resources))
     changes: dict[str, Any] = {}
     if body.metadata is not None:
         changes["metadata"] = body.metadata

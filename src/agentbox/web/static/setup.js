@@ -1,7 +1,7 @@
 // The Setup pane: the agent's name, model, instructions, temperature, actions and tool files.
 // Every change is saved at once with POST /v1/assistants/{id}, one save after another.
 
-import { del, get, post, uploadFile } from "./api.js";
+import { get, post, uploadFile } from "./api.js";
 import { el } from "./render.js";
 import { acceptFiles } from "./shell.js";
 
@@ -157,12 +157,12 @@ export class SetupPane {
     );
   }
 
-  async removeFile(id) {
-    await this.save(() => ({
+  // Detaches the file from this agent only: other agents, threads and messages may still use it,
+  // so it stays on the server (deleting it is the Files API's job, as on OpenAI).
+  removeFile(id) {
+    return this.save(() => ({
       tool_resources: { code_interpreter: { file_ids: this.toolFileIds.filter((f) => f !== id) } },
     }));
-    // The playground uploaded it for this agent; another agent may use it too, so a refusal is fine.
-    del(`/files/${encodeURIComponent(id)}`).catch(() => {});
   }
 
   upload(files) {
