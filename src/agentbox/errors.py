@@ -3,8 +3,10 @@
 AgentboxError
 ├── NotFound            an id names nothing (404)
 ├── InvalidRequest      the client sent something we cannot accept (400)
+│   └── PayloadTooLarge      an uploaded file past the size cap (413)
 ├── Unauthorized        no or wrong credentials (401)
 ├── Conflict            the request clashes with current state, e.g. an active run (400/409)
+├── StorageFull         the data dir's disk is full: nothing was stored (507)
 ├── SandboxError        the sandbox could not do what was asked
 │   ├── SandboxUnavailable   no sandbox of the configured strength can be started
 │   └── ProtocolError        the executor sent something that breaks the frame protocol
@@ -33,12 +35,20 @@ class InvalidRequest(AgentboxError):
     pass
 
 
+class PayloadTooLarge(InvalidRequest):
+    pass
+
+
 class Unauthorized(AgentboxError):
     pass
 
 
 class Conflict(AgentboxError):
     pass
+
+
+class StorageFull(AgentboxError):
+    """Not the client's mistake, but not a crash either: the message says what to free."""
 
 
 class SandboxError(AgentboxError):

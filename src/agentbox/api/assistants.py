@@ -12,6 +12,8 @@ from agentbox.api.deps import StoreDep
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
 from agentbox.api.schemas import CreateAssistant, ToolResources, UpdateAssistant
+from agentbox.engine import file_search
+from agentbox.engine.file_types import check_code_interpreter_file
 from agentbox.errors import InvalidRequest, NotFound
 from agentbox.ids import new_id, now
 from agentbox.store.database import Store
@@ -20,21 +22,30 @@ from agentbox.store.records import AssistantRecord, FileRecord
 router = APIRouter(tags=["assistants"], responses=ERROR_RESPONSES)
 
 
+def refuse_file_search(tools: list[Any] | None, resources: ToolResources | None) -> None:
+    """An assistant's (or run's) tools and tool_resources asking for file_search get a 400."""
+    file_search.check_tools([t.model_dump() for t in tools or []])
+    file_search.check_tool_resources(resources.model_dump() if resources else None)
+
+
 async def checked_file_ids(store: Store, resources: ToolResources | None, param: str) -> list[str]:
-    """The code interpreter's file ids, each checked to exist (a typo fails now, not in a run)."""
+    """The code interpreter's file ids, each checked to exist (a typo fails now, not in a run) and to
+    be of a type the code interpreter takes."""
     if resources is None or resources.code_interpreter is None:
         return []
     file_ids = resources.code_interpreter.file_ids
     for file_id in file_ids:
         try:
-            await store.get(FileRecord, file_id)
+            record = await store.get(FileRecord, file_id)
         except NotFound as exc:
             raise InvalidRequest(f"Invalid file id '{file_id}': no such file.", param=param) from exc
+        check_code_interpreter_file(record, param)
     return list(file_ids)
 
 
 @router.post("/assistants")
 async def create_assistant(store: StoreDep, body: CreateAssistant) -> wire.AssistantObject:
+    refuse_file_search(body.tools, body.tool_resources)
     record = AssistantRecord(
         id=new_id("asst_"),
         created_at=now(),
@@ -70,6 +81,7 @@ async def retrieve_assistant(store: StoreDep, assistant_id: str) -> wire.Assista
 @router.post("/assistants/{assistant_id}")
 async def update_assistant(store: StoreDep, assistant_id: str, body: UpdateAssistant) -> wire.AssistantObject:
     current = await store.get(AssistantRecord, assistant_id)
+    refuse_file_search(body.tools, body.tool_resources)
     changes: dict[str, Any] = {
         k: v for k, v in body.model_dump(exclude_unset=True).items() if k not in ("tools", "tool_resources")
     }

@@ -16,6 +16,7 @@ from agentbox.api.deps import ContainersDep
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.files import clean_filename, content_disposition
 from agentbox.api.listing import ListDep
+from agentbox.api.uploads import UPLOAD_RESPONSES, upload_form
 from agentbox.engine.containers import MAX_MINUTES, data_name
 from agentbox.errors import InvalidRequest
 from agentbox.store.records import ContainerFileRecord, ContainerRecord
@@ -178,7 +179,7 @@ _ADD_FILE_BODY: dict[str, Any] = {
 _BY_ID = TypeAdapter(AddFileById)
 
 
-@router.post("/containers/{container_id}/files", openapi_extra=_ADD_FILE_BODY)
+@router.post("/containers/{container_id}/files", openapi_extra=_ADD_FILE_BODY, responses=UPLOAD_RESPONSES)
 async def add_container_file(
     containers: ContainersDep, container_id: str, request: Request
 ) -> ContainerFileObject:
@@ -186,7 +187,7 @@ async def add_container_file(
     The SDK sends file_id as multipart too; the content type decides how the body is read."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        async with request.form() as form:
+        async with upload_form(request, request.app.state.blobs.max_file_bytes) as form:
             upload, file_id = form.get("file"), form.get("file_id")
             if upload is not None and file_id is not None:
                 raise InvalidRequest("Send either 'file' or 'file_id', not both.", param="file")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,20 +19,27 @@ from agentbox.errors import (
     InvalidRequest,
     ModelError,
     NotFound,
+    PayloadTooLarge,
     SandboxError,
     SandboxUnavailable,
+    StorageFull,
     Unauthorized,
 )
 from agentbox.ids import new_id
+from agentbox.store.blobs import storage_full
 
 log = logging.getLogger(__name__)
 
 # Most specific first: the first class an error is an instance of decides.
 _STATUS: list[tuple[type[AgentboxError], int, str]] = [
     (NotFound, 404, "invalid_request_error"),
+    (PayloadTooLarge, 413, "invalid_request_error"),
     (InvalidRequest, 400, "invalid_request_error"),
     (Unauthorized, 401, "invalid_request_error"),
     (Conflict, 400, "invalid_request_error"),
+    # RFC 4918's "unable to store the representation": a full disk, told apart from a crash's 500;
+    # OpenAI's clients treat it as any 5xx (retried, then raised with this message).
+    (StorageFull, 507, "server_error"),
     (SandboxUnavailable, 503, "server_error"),
     (SandboxError, 500, "server_error"),
     (ModelError, 502, "server_error"),
@@ -122,7 +131,36 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _disk_full(exc: BaseException | None) -> bool:
+    """A full data dir anywhere down the chain: OSError ENOSPC, or SQLite's own words for it."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _database_locked(exc: BaseException | None) -> bool:
+    """SQLite gave up waiting (busy_timeout) for another writer's lock: busy, not broken."""
+    while exc is not None:
+        if isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if _database_locked(exc):
+        return JSONResponse(
+            error_body("The database is busy with another writer; retry the request.", "server_error"),
+            status_code=503,
+            headers={"retry-after": "1"},
+        )
+    if _disk_full(exc):
+        full = storage_full("the request's changes")
+        return JSONResponse(error_body(full.message, "server_error", None, full.code), status_code=507)
     request_id = new_id("req_")
     log.error("request %s %s %s failed", request_id, request.method, request.url.path, exc_info=exc)
     return JSONResponse(

@@ -6,15 +6,19 @@ import mimetypes
 import os
 import unicodedata
 import urllib.parse
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
+from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import UploadFile
 
 from agentbox.api import wire
 from agentbox.api.deps import BlobsDep, StoreDep
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
+from agentbox.api.uploads import UPLOAD_RESPONSES, upload_form
 from agentbox.errors import InvalidRequest, NotFound
 from agentbox.ids import new_id, now
 from agentbox.store.records import FileRecord
@@ -22,6 +26,26 @@ from agentbox.store.records import FileRecord
 router = APIRouter(tags=["files"], responses=ERROR_RESPONSES)
 
 UploadPurpose = Literal["assistants", "vision", "user_data", "batch", "fine-tune", "evals"]
+_PURPOSE = TypeAdapter(UploadPurpose)
+
+# The body is read by api/uploads.py (the cap applies while it streams), so it is described here.
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "purpose": {"type": "string", "enum": list(get_args(UploadPurpose))},
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 # Bidirectional overrides make "invoice\u202egpj.exe" display as "invoiceexe.jpg": refused like controls.
@@ -50,20 +74,39 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
 
 
-@router.post("/files")
-async def upload_file(
-    store: StoreDep,
-    blobs: BlobsDep,
-    file: Annotated[UploadFile, File()],
-    purpose: Annotated[UploadPurpose, Form()],
-) -> wire.FileObject:
-    filename = clean_filename(file.filename)
-    file_id = new_id("file-")
-    path, size = await blobs.save_stream(file_id, file.file)
-    record = await store.add(
-        FileRecord(id=file_id, created_at=now(), filename=filename, size=size, purpose=purpose, path=path)
-    )
+@router.post("/files", openapi_extra=_UPLOAD_BODY, responses=UPLOAD_RESPONSES)
+async def upload_file(store: StoreDep, blobs: BlobsDep, request: Request) -> wire.FileObject:
+    async with upload_form(request, blobs.max_file_bytes) as form:
+        purpose = _purpose(form.get("purpose"))
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise InvalidRequest(
+                "Missing required parameter: 'file' (a multipart file part with a filename).", param="file"
+            )
+        filename = clean_filename(file.filename)
+        file_id = new_id("file-")
+        path, size = await blobs.save_stream(file_id, file.file)
+    try:
+        record = await store.add(
+            FileRecord(id=file_id, created_at=now(), filename=filename, size=size, purpose=purpose, path=path)
+        )
+    except BaseException:
+        await blobs.delete(path)  # no blob without its record
+        raise
     return wire.file_object(record)
+
+
+def _purpose(value: object) -> str:
+    """The purpose field, refused as FastAPI's validation would refuse it (same message, same param)."""
+    if value is None:
+        error: dict[str, Any] = {"type": "missing", "loc": ("body", "purpose"), "msg": "Field required"}
+        raise RequestValidationError([{**error, "input": None}])
+    try:
+        return _PURPOSE.validate_python(value)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", "purpose", *e["loc"])} for e in exc.errors()]
+        ) from exc
 
 
 @router.get("/files")

@@ -19,7 +19,8 @@ from agentbox.api import wire
 from agentbox.api.deps import StoreDep, require_key
 from agentbox.api.listing import ListDep
 from agentbox.api.schemas import Metadata, _check_metadata
-from agentbox.engine import agents
+from agentbox.engine import agents, file_search
+from agentbox.engine.file_types import check_code_interpreter_file
 from agentbox.errors import InvalidRequest, NotFound
 from agentbox.store.database import Store
 from agentbox.store.records import AgentVersionRecord, FileRecord, Page
@@ -164,6 +165,7 @@ router = APIRouter()
 
 
 def checked_tools(tools: list[dict[str, Any]]) -> list[_Body]:
+    file_search.check_tools(tools, "definition.tools")
     checked = []
     for index, tool in enumerate(tools):
         where = f"definition.tools[{index}]"
@@ -198,16 +200,17 @@ def _tool_error(where: str, exc: ValidationError) -> InvalidRequest:
 async def _create(store: Store, name: str, body: CreateAgentVersion) -> AgentVersionRecord:
     agents.check_name(name)
     tools = checked_tools(body.definition.tools)
+    # Extra fields are stored and shown back: a file_search tool_choice would look accepted.
+    file_search.check_tool_choice(getattr(body.definition, "tool_choice", None), "definition.tool_choice")
     for index, tool in enumerate(tools):
         if isinstance(tool, CodeInterpreterTool) and isinstance(tool.container, AutoContainer):
+            param = f"definition.tools[{index}].container.file_ids"
             for file_id in tool.container.file_ids:
                 try:
-                    await store.get(FileRecord, file_id)
+                    record = await store.get(FileRecord, file_id)
                 except NotFound:
-                    raise InvalidRequest(
-                        f"Invalid file id '{file_id}': no such file.",
-                        param=f"definition.tools[{index}].container.file_ids",
-                    ) from None
+                    raise InvalidRequest(f"Invalid file id '{file_id}': no such file.", param=param) from None
+                check_code_interpreter_file(record, param)
     definition = {
         **body.definition.model_dump(exclude_none=True),
         "tools": [tool.model_dump(exclude_none=True) for tool in tools],

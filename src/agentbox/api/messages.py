@@ -11,6 +11,8 @@ from agentbox.api.deps import StoreDep
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
 from agentbox.api.schemas import CreateMessage, UpdateMetadata
+from agentbox.engine import file_search
+from agentbox.engine.file_types import check_code_interpreter_file, for_code_interpreter
 from agentbox.errors import Conflict, InvalidRequest, NotFound
 from agentbox.ids import new_id, now
 from agentbox.store.database import Store
@@ -36,8 +38,12 @@ async def message_record(store: Store, thread_id: str, body: CreateMessage, para
     if not content:
         raise InvalidRequest("A message needs at least one content part.", param=f"{param}.content")
     attachments = [a.model_dump() for a in body.attachments or []]
-    for attachment in attachments:
-        await _require_file(store, attachment["file_id"], "attachments", f"{param}.attachments")
+    file_search.check_attachments(attachments, f"{param}.attachments")
+    for index, attachment in enumerate(attachments):
+        where = f"{param}.attachments"
+        record = await _require_file(store, attachment["file_id"], "attachments", where)
+        if for_code_interpreter(attachment):
+            check_code_interpreter_file(record, f"{where}[{index}].file_id")
     return MessageRecord(
         id=new_id("msg_"),
         created_at=now(),
@@ -51,9 +57,9 @@ async def message_record(store: Store, thread_id: str, body: CreateMessage, para
     )
 
 
-async def _require_file(store: Store, file_id: str, where: str, param: str) -> None:
+async def _require_file(store: Store, file_id: str, where: str, param: str) -> FileRecord:
     try:
-        await store.get(FileRecord, file_id)
+        return await store.get(FileRecord, file_id)
     except NotFound as exc:
         raise InvalidRequest(f"Invalid file id '{file_id}' in {where}: no such file.", param=param) from exc
 

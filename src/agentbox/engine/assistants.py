@@ -16,11 +16,12 @@ from typing import Any
 from agentbox.engine import images, outputs, prompt
 from agentbox.engine.answer import AnswerWriter
 from agentbox.engine.events import RunEvents
+from agentbox.engine.file_types import for_code_interpreter
 from agentbox.engine.loop import AgentLoop, RunFailed, Usage, code_tool_choice
 from agentbox.engine.publisher import Publisher
 from agentbox.engine.surface import CodeSink, FunctionSink, MessageSink, Task
 from agentbox.engine.toolsteps import CodeStep, FunctionStep
-from agentbox.errors import InvalidRequest, ModelError, NotFound
+from agentbox.errors import InvalidRequest, ModelError, NotFound, StorageFull
 from agentbox.ids import new_id, now
 from agentbox.llm.base import Completion, ToolCall
 from agentbox.sandbox import Execution, InputFile, safe_name
@@ -67,24 +68,35 @@ class OutputFiles:
 
     async def image(self, filename: str, data: bytes) -> str:
         file_id = new_id("file-")
-        path, size = await self._blobs.save_bytes(file_id, data)
+        try:
+            path, size = await self._blobs.save_bytes(file_id, data)
+        except StorageFull as exc:
+            raise RunFailed(exc.message, code="server_error") from exc
         return await self._record(file_id, filename, path, size)
 
     async def session_file(self, session_key: str, name: str) -> str:
-        """The session's /mnt/data/<name> as an output file, copied in the kernel; NotFound if absent."""
+        """The session's /mnt/data/<name> as an output file, copied in the kernel; NotFound if absent.
+        A full disk fails the run with a message naming the file (RunFailed)."""
         file_id = new_id("file-")
 
         async def copy(target: Path) -> int:
             return await self._sandbox.copy_file_out(session_key, name, target)
 
-        path, size = await self._blobs.save_with(file_id, copy)
+        try:
+            path, size = await self._blobs.save_with(file_id, copy)
+        except StorageFull as exc:
+            raise RunFailed(outputs.not_stored(name), code="server_error") from exc
         return await self._record(file_id, name, path, size)
 
     async def _record(self, file_id: str, filename: str, path: str, size: int) -> str:
         record = FileRecord(
             id=file_id, created_at=now(), filename=filename, size=size, purpose=OUTPUT_PURPOSE, path=path
         )
-        await self._store.add(record)
+        try:
+            await self._store.add(record)
+        except BaseException:
+            await self._blobs.delete(path)  # no blob without its record
+            raise
         return file_id
 
 
@@ -310,7 +322,7 @@ class AssistantsRunner:
         """The files placed in /mnt/data: the assistant's, the thread's, then every attachment, in order."""
         wanted: list[str] = [*assistant.file_ids, *thread.file_ids]
         for message in history:
-            wanted.extend(a["file_id"] for a in message.attachments if _for_code_interpreter(a))
+            wanted.extend(a["file_id"] for a in message.attachments if for_code_interpreter(a))
         return await input_files(self._store, self._blobs, wanted)
 
 
@@ -356,8 +368,3 @@ def unique_name(name: str, taken: set[str]) -> str:
     while f"{stem} ({n}){dot}{suffix}" in taken:
         n += 1
     return f"{stem} ({n}){dot}{suffix}"
-
-
-def _for_code_interpreter(attachment: dict[str, Any]) -> bool:
-    tools = attachment.get("tools") or []
-    return not tools or any(t.get("type") == "code_interpreter" for t in tools)

@@ -25,7 +25,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from agentbox.errors import InvalidRequest, NotFound
+from agentbox.engine import outputs
+from agentbox.errors import InvalidRequest, NotFound, StorageFull
 from agentbox.ids import new_id, now
 from agentbox.sandbox import InputFile, SessionManager, safe_name
 from agentbox.store.blobs import BlobStore
@@ -241,6 +242,8 @@ class ContainerService:
             except (NotFound, InvalidRequest) as exc:
                 log.info("container %s: %s not collected: %s", container_id, name, exc)
                 continue
+            except StorageFull as exc:
+                raise StorageFull(outputs.not_stored(name), code=exc.code) from exc
             collected.append(await self._put(container_id, name, blob, size, "assistant"))
         return collected
 

@@ -25,6 +25,15 @@ FEEDBACK_TAIL = 4_000
 the answer) and its end (where a traceback is); the step keeps the whole output."""
 
 
+def not_stored(name: str) -> str:
+    """Why a file the code wrote is not offered for download: the server's disk is full."""
+    return (
+        f"The server's disk is full: /mnt/data/{name}, which the code wrote, could not be stored as a file "
+        "for you, and nothing of it was kept (it is still in the session's /mnt/data). Free space in the "
+        "server's data dir (delete files you no longer need), then run again."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StoredImage:
     file_id: str

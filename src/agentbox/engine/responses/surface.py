@@ -17,8 +17,9 @@ from typing import Any
 from agentbox.engine import outputs
 from agentbox.engine.events import RunEvents
 from agentbox.engine.responses.items import Item, present, snapshot
-from agentbox.engine.surface import CodeSink, FunctionSink, MessageSink
+from agentbox.engine.surface import CodeSink, FunctionSink, MessageSink, RunFailed
 from agentbox.engine.toolsteps import code_of, partial_code
+from agentbox.errors import StorageFull
 from agentbox.ids import new_id
 from agentbox.llm.base import Completion, ToolCall
 from agentbox.sandbox import Execution, ExecutionStatus
@@ -136,7 +137,11 @@ class ResponseSurface:
     async def collect(self, changed: Sequence[str]) -> None:
         if self.container_id is None or not changed:
             return
-        for record in await self._collect(self.container_id, changed):
+        try:
+            collected = await self._collect(self.container_id, changed)
+        except StorageFull as exc:
+            raise RunFailed(exc.message, code="server_error") from exc  # the response fails, saying why
+        for record in collected:
             self.written[record.path.removeprefix("/mnt/data/")] = record
 
 
