@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentbox.errors import InvalidRequest, NotFound
-from agentbox.sandbox import ExecutionStatus, InputFile
+from agentbox.sandbox import ExecutionStatus, InputFile, datadir
 from tests.sandbox_fixtures import REPO, Harness
 
 pytestmark = pytest.mark.slow
@@ -117,6 +117,66 @@ def test_f8_symlink_swap_race_never_leaks_a_host_file(sandbox: Harness, tmp_path
     assert b"RACE-CANARY" not in seen
     assert seen <= {b"inside", b"<refused>", b""}
     sandbox.call(sandbox.manager.close("race"))
+
+
+def test_f11_a_directory_swapped_for_a_symlink_never_lists_a_host_directory(
+    sandbox: Harness, tmp_path: Path
+) -> None:
+    """The server lists /mnt/data by file descriptor: code exchanging a directory with a symlink
+    to a host directory (renameat2 RENAME_EXCHANGE, atomic) between the server's look at the entry
+    and its descent must never make it list the host directory."""
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    (host / "HOST-CANARY.txt").write_text("host")
+    started = sandbox.run(
+        "import ctypes, os, threading\n"
+        "os.mkdir('/mnt/data/d'); open('/mnt/data/d/inside.txt', 'w').write('inside')\n"
+        f"os.symlink({str(host)!r}, '/mnt/data/l')\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "swaps = [0, 0]\n"
+        "def swap():\n"
+        "    for _ in range(3_000_000):\n"  # bounded; the stop file ends it sooner
+        "        if libc.renameat2(-100, b'/mnt/data/d', -100, b'/mnt/data/l', 2) == 0:\n"  # RENAME_EXCHANGE
+        "            swaps[0] += 1\n"
+        "        else:\n"
+        "            swaps[1] = ctypes.get_errno()\n"
+        "        if swaps[0] % 64 == 0 and os.path.exists('/mnt/data/stop'):\n"
+        "            break\n"
+        "racer = threading.Thread(target=swap, daemon=True)\n"
+        "racer.start()\n",
+        key="exchange",
+    )
+    assert started.status is ExecutionStatus.OK, started.logs
+    data_dir = sandbox.data_dir("exchange")
+    seen: set[str] = set()
+    for _ in range(2000):  # what the server takes before and after every cell
+        seen.update(datadir.snapshot(data_dir))
+    for _ in range(5):
+        seen.update(sandbox.run("pass", key="exchange").changed_files)
+    stopped = sandbox.run(
+        "open('/mnt/data/stop', 'w').close()\nracer.join()\nprint(swaps[0], swaps[1])", key="exchange"
+    )
+    swaps = int(stopped.logs.split()[0])
+    if sandbox.backend == "bubblewrap":
+        assert swaps > 0, stopped.logs  # the race really ran
+    assert not [name for name in seen if "HOST-CANARY" in name]
+    assert seen <= {"d/inside.txt", "l/inside.txt", "stop"}, seen
+    sandbox.call(sandbox.manager.close("exchange"))
+
+
+def test_files_are_reported_down_to_the_scan_depth_and_no_deeper(sandbox: Harness) -> None:
+    result = sandbox.run(
+        "import os\n"
+        "path = '/mnt/data'\n"
+        "for level in range(12):\n"
+        "    open(f'{path}/f{level}.txt', 'w').write('x')\n"
+        "    path += f'/d{level}'\n"
+        "    os.mkdir(path)\n",
+        key="deep",
+    )
+    expected = ["/".join([*(f"d{i}" for i in range(level)), f"f{level}.txt"]) for level in range(9)]
+    assert result.changed_files == tuple(sorted(expected))
+    sandbox.call(sandbox.manager.close("deep"))
 
 
 def test_f9_planted_startup_files_do_not_run_in_a_new_kernel_or_the_server(sandbox: Harness) -> None:

@@ -23,6 +23,7 @@ from agentbox.sandbox.names import relative_parts
 SCAN_MAX_ENTRIES = 1000
 SCAN_MAX_DEPTH = 8
 COPY_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 MS_NOSUID, MS_NODEV, MNT_DETACH = 0x2, 0x4, 0x2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -79,7 +80,7 @@ def mounts_under(root: Path) -> list[Path]:
 def place_file(data_dir: Path, name: str, source: Path, uid: int | None) -> None:
     """Copy source to data_dir/name (one component), owned by the session uid."""
     (name_part,) = relative_parts(name)
-    dir_fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    dir_fd = os.open(data_dir, _DIR_FLAGS)
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
@@ -117,7 +118,11 @@ def _remove_entry(dir_fd: int, name: str) -> None:
 def snapshot(data_dir: Path) -> Snapshot:
     """Regular files under data_dir (lstat, no symlink followed), bounded in entries and depth."""
     found: Snapshot = {}
-    walker = _walk(data_dir, "", 0)
+    try:
+        base_fd = os.open(data_dir, _DIR_FLAGS)
+    except OSError:
+        return found
+    walker = _walk(base_fd, "", 0)
     try:
         for seen, (rel, st) in enumerate(walker):
             if seen >= SCAN_MAX_ENTRIES:
@@ -125,22 +130,35 @@ def snapshot(data_dir: Path) -> Snapshot:
             if stat.S_ISREG(st.st_mode):
                 found[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
     finally:
-        walker.close()  # closes the open scandir iterators of a walk cut short
+        walker.close()  # closes the directories of a walk cut short
+        os.close(base_fd)
     return found
 
 
-def _walk(base: Path, prefix: str, depth: int) -> Generator[tuple[str, os.stat_result], None, None]:
+def _walk(dir_fd: int, prefix: str, depth: int) -> Generator[tuple[str, os.stat_result], None, None]:
+    """(name under the base, lstat) of every entry below dir_fd, by file descriptor only: the user
+    can swap a directory for a symlink between our look and our descent (renameat2 with
+    RENAME_EXCHANGE), and a path walk would then list the symlink's target on the host."""
     try:
-        with os.scandir(base / prefix if prefix else base) as entries:
+        with os.scandir(dir_fd) as entries:
             for entry in entries:
                 rel = f"{prefix}/{entry.name}" if prefix else entry.name
                 try:
-                    st = entry.stat(follow_symlinks=False)
+                    st = os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=False)
                 except OSError:
                     continue  # vanished while we looked
                 yield rel, st
-                if stat.S_ISDIR(st.st_mode) and depth < SCAN_MAX_DEPTH:
-                    yield from _walk(base, rel, depth + 1)
+                if not stat.S_ISDIR(st.st_mode) or depth >= SCAN_MAX_DEPTH:
+                    continue
+                try:
+                    # O_NOFOLLOW: swapped for a symlink since the stat above, the open fails (ELOOP).
+                    child_fd = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                try:
+                    yield from _walk(child_fd, rel, depth + 1)
+                finally:
+                    os.close(child_fd)
     except OSError:
         return
 
@@ -160,10 +178,9 @@ def _opened(data_dir: Path, name: str, max_bytes: int) -> Generator[int, None, N
     fds: list[int] = []
     try:
         try:
-            fds.append(os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
+            fds.append(os.open(data_dir, _DIR_FLAGS))
             for part in parts[:-1]:
-                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-                fds.append(os.open(part, flags, dir_fd=fds[-1]))
+                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
             fds.append(os.open(parts[-1], flags, dir_fd=fds[-1]))
             st = os.fstat(fds[-1])
@@ -189,11 +206,9 @@ def remove_file(data_dir: Path, name: str) -> bool:
         return False
     fds: list[int] = []
     try:
-        fds.append(os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
+        fds.append(os.open(data_dir, _DIR_FLAGS))
         for part in parts[:-1]:
-            fds.append(
-                os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1])
-            )
+            fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
         os.unlink(parts[-1], dir_fd=fds[-1])  # unlink(2) never follows the last component
         return True
     except OSError as exc:

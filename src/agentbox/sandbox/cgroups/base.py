@@ -78,18 +78,20 @@ class SessionCgroup(ABC):
                 members.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
         return sorted(members)
 
-    def kill(self, spare: Collection[int] = ()) -> None:
-        """SIGKILL every process of the session but `spare` and wait until none other is left.
+    def kill(self, spare: Collection[int] = (), wait_s: float = EMPTY_WAIT_S) -> bool:
+        """SIGKILL every process of the session but `spare` and wait up to wait_s until none other is
+        left; whether none is. One that stays (uninterruptible sleep, a hung filesystem) keeps the
+        session's uid in use: the caller must not hand that uid out again until a later kill says so.
 
         Sparing the outer bwrap lets it reap the namespace's pid 1, and sparing a forked kernel's
         parent lets it reap the kernel (which pid 1 waits for); killed together, they may be
         reparented to a host init that never reaps them and linger as zombies.
         """
-        deadline = time.monotonic() + EMPTY_WAIT_S
+        deadline = time.monotonic() + wait_s
         if not spare and self._kill_everything():
-            while self.pids() and time.monotonic() < deadline:
+            while (left := self.pids()) and time.monotonic() < deadline:
                 time.sleep(0.01)  # dying tasks leave cgroup.procs asynchronously
-            return
+            return not left
         frozen = self._freeze()
         while True:
             members = set(self.pids()).difference(spare)
@@ -100,8 +102,10 @@ class SessionCgroup(ABC):
                 # v1 delivers the pending SIGKILL only once thawed, and the spared must run to reap.
                 self._thaw()
                 frozen = False
-            if not members or time.monotonic() > deadline:
-                return
+            if not members:
+                return True
+            if time.monotonic() > deadline:
+                return not set(self.pids()).difference(spare)
             time.sleep(0.01)  # dying tasks leave cgroup.procs asynchronously; there is no event for it
 
     def remove(self) -> None:
@@ -110,10 +114,11 @@ class SessionCgroup(ABC):
             rmdir_when_empty(directory)
 
 
-def sweep_sessions(sessions: Iterable[SessionCgroup]) -> int:
-    """Kill and remove session cgroups an earlier server left behind; count them."""
-    count = 0
-    for cg in sessions:
+def sweep_sessions(sessions: Iterable[tuple[str, SessionCgroup]]) -> dict[str, SessionCgroup]:
+    """Kill and remove session cgroups an earlier server left behind; those that keep a process
+    the kill cannot end are left in place and returned by name."""
+    busy: dict[str, SessionCgroup] = {}
+    for name, cg in sessions:
         # Spare each tree's top (the outer bwrap, a forked kernel's parent) first so they reap the
         # namespace's pid 1 and the kernel, then the rest.
         pids = set(cg.pids())
@@ -121,10 +126,11 @@ def sweep_sessions(sessions: Iterable[SessionCgroup]) -> int:
         cg.kill(spare=tops)
         for top in tops:
             _wait_gone(top)
-        cg.kill()
-        cg.remove()
-        count += 1
-    return count
+        if cg.kill():
+            cg.remove()
+        else:
+            busy[name] = cg
+    return busy
 
 
 def rmdir_when_empty(directory: Path) -> None:
@@ -234,6 +240,7 @@ class Hierarchy(ABC):
     def remove_group(self, group: str) -> None:
         """rmdir the manager's parent directories once its sessions are gone."""
 
-    def sweep(self, group: str) -> int:
-        """Kill and remove every session cgroup left under group by an earlier crash; count them."""
-        return sweep_sessions(self.session(group, name) for name in self.session_names(group))
+    def sweep(self, group: str) -> dict[str, SessionCgroup]:
+        """Kill and remove every session cgroup left under group by an earlier crash; those still
+        holding a process that would not die stay, returned by name."""
+        return sweep_sessions((name, self.session(group, name)) for name in self.session_names(group))
