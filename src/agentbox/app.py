@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Response
 
-from agentbox import web
+from agentbox import metrics, web
 from agentbox.access_tokens import TokenSigner
 from agentbox.api import (
     assistants,
@@ -37,11 +37,10 @@ from agentbox.engine.loop import AgentLoop, LoopLimits
 from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
 from agentbox.llm.router import ModelRouter
+from agentbox.logs import AccessLog
 from agentbox.sandbox import SessionManager
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
-
-MAX_UPLOAD_BYTES = 512 << 20
 
 # The Responses generation's routers: /v1 carries them, and so do Foundry's OpenAI-client prefixes
 # (api/foundry.py), there beside /files. A new one is added here and nowhere else.
@@ -53,9 +52,10 @@ def build_app(
 ) -> FastAPI:
     data_dir = settings.data_dir.resolve()
     store = Store(data_dir / "agentbox.sqlite3")
-    blobs = BlobStore(data_dir / "files", MAX_UPLOAD_BYTES)
+    blobs = BlobStore(data_dir / "files", settings.max_upload_mb << 20)
     model = ModelRouter(settings.model_catalog(), settings.model_timeout_s)
     sandbox = SessionManager(settings.sandbox_config())
+    metrics.watch_sessions(sandbox.pool_statistics)
     container_service = ContainerService(
         store,
         blobs,
@@ -75,6 +75,7 @@ def build_app(
         await sandbox.start()
         await container_service.start()
         try:
+            await app.state.responses.recover()
             async with engine.open():
                 if on_ready is not None:
                     on_ready()
@@ -131,5 +132,16 @@ def build_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Prometheus scrapes without a key unless told otherwise (docs/operations.md).
+    @app.get(
+        "/metrics",
+        include_in_schema=False,
+        dependencies=[Depends(require_key)] if settings.metrics_require_key else [],
+    )
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
     web.mount(app)  # the playground at /, which calls only /v1 with the user's key
+    if settings.log_format == "json":
+        app.add_middleware(AccessLog)  # one JSON line per request (logs.py)
     return app

@@ -64,12 +64,13 @@ def _tls_files(args: argparse.Namespace, settings: Settings) -> TlsFiles | None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from agentbox import logs
     from agentbox.app import build_app
     from agentbox.llm.catalog import ModelsFileError
     from agentbox.sandbox import SessionManager, isolation
 
     settings = Settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format)
     sandbox = SessionManager(settings.sandbox_config())
     refusal = sandbox.refusal()
     if refusal:
@@ -77,7 +78,10 @@ def serve(args: argparse.Namespace) -> int:
         print("agentbox: AGENTBOX_ALLOW_WEAK_SANDBOX=1 starts it anyway, weaker.", file=sys.stderr)
         return 1
     for name, _, detail in isolation.missing(sandbox.isolation_report()):
-        print(f"agentbox: warning: {name} not in force: {detail}", file=sys.stderr)
+        if settings.log_format == "json":  # every stderr line a JSON object
+            logging.getLogger("agentbox").warning("%s not in force: %s", name, detail)
+        else:
+            print(f"agentbox: warning: {name} not in force: {detail}", file=sys.stderr)
     keys = _api_keys(settings)
     tls = _tls_files(args, settings)
     # Bind first so port 0 works and the readiness line can name the real port.
@@ -110,7 +114,12 @@ def serve(args: argparse.Namespace) -> int:
         app,
         log_level="warning",
         access_log=False,
+        # JSON mode: uvicorn's own records go through our JSON handler, not its text one.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=5,
+        # Ours must outlast the clients' idle expiry: at uvicorn's 5 s, the same as httpx's, a
+        # request sent as the server closed the connection was answered with a reset (BENCHMARKS.md).
+        timeout_keep_alive=settings.keep_alive_s,
         ssl_certfile=tls.cert if tls else None,
         ssl_keyfile=tls.key if tls else None,
     )

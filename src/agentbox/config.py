@@ -30,6 +30,12 @@ class Settings(BaseSettings):
         "are accepted like API keys (point IDENTITY_ENDPOINT/IDENTITY_HEADER of Azure SDKs at it). "
         "When empty the route does not exist.",
     )
+    max_upload_mb: int = Field(
+        512,
+        gt=0,
+        description="Largest file one upload may carry, in MB (OpenAI's limit: 512); past it the upload "
+        "is refused with 413 while it streams in, and nothing of it is kept.",
+    )
     model_base_url: str = Field(
         "", description="OpenAI-compatible chat-completions endpoint (e.g. https://api.openai.com/v1)."
     )
@@ -104,11 +110,27 @@ class Settings(BaseSettings):
         "64g MiB); a larger tier is refused. Default: the host's MemTotal.",
     )
     run_expires_s: int = Field(600, description="A run not finished this long after creation ends expired.")
+    keep_alive_s: int = Field(
+        120,
+        ge=1,
+        description="How long an idle HTTP connection is kept open. Longer than clients keep theirs "
+        "(httpx/openai-python 5 s, Node 4 s, Go 90 s), so none sends on a connection the server is closing.",
+    )
     sandbox_runtime: Path = Field(
         Path(".runtime"), description="The sandbox's Python environment (built by make setup)."
     )
     allow_weak_sandbox: bool = Field(
         False, description="Start even when the sandbox is weaker than configured."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Server log on stderr: text lines, or json: one JSON object per line, with one line "
+        "per HTTP request and per run/response status change (docs/operations.md).",
+    )
+    metrics_require_key: bool = Field(
+        False,
+        description="GET /metrics (Prometheus) asks for an API key like /v1; off: it is open, as "
+        "scrapers usually expect (it shows counts and timings, never ids or content).",
     )
 
     def api_key_list(self) -> list[str]:

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentbox.engine import transitions
+
 DONE = "done"
 RETAIN_AFTER_DONE_S = 300.0
 
@@ -27,6 +29,7 @@ class Delta:
 class _RunLog:
     events: list[tuple[str, Any]] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    status: str | None = None  # the run's status its events last showed (engine/transitions.py)
 
     def has_more_than(self, count: int) -> bool:
         return len(self.events) > count
@@ -44,9 +47,17 @@ class RunEvents:
         async with log.changed:
             log.events.append((name, payload))
             log.changed.notify_all()
+        log.status = transitions.observe(log.status, payload)
         if name == DONE:
             # Followers that attached late still get the whole log for a while, then it is dropped.
             asyncio.get_running_loop().call_later(RETAIN_AFTER_DONE_S, self._logs.pop, run_id, None)
+
+    def observe(self, run_id: str, payload: Any) -> None:
+        """Note a status change that publishes no event (see engine/transitions.py)."""
+        log = self._logs.get(run_id)
+        status = transitions.observe(log.status if log else None, payload)
+        if log is not None:
+            log.status = status
 
     async def follow(self, run_id: str, start: int = 0) -> AsyncIterator[tuple[str, Any]]:
         """Yield the run's events from position `start` on, up to and including `done`."""

@@ -12,6 +12,10 @@ key: a new key claims one and only then gets its files. A pooled sandbox never h
 before it is claimed and is torn down, never reused, when its session ends.
 One execution at a time per session (its lock); different sessions run concurrently. The reaper
 task (started by start(), cancelled by aclose()) sleeps until the earliest expiry.
+Each session runs as the host uid of its slot. A session whose cgroup still holds a process after
+the kill (uninterruptible sleep, a hung filesystem) keeps its slot quarantined: the reaper kills
+again every QUARANTINE_RETRY_S and frees the slot only once the cgroup is empty, so no new session
+ever shares a uid with a process of an old one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentbox import metrics
 from agentbox.errors import InvalidRequest, NotFound, SandboxError, SandboxUnavailable
 from agentbox.sandbox import cgroups, datadir, isolation
 from agentbox.sandbox.backend import Backend, LaunchSpec
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_FILE_MAX = 16 << 20
 POOL_RETRY_S = 5.0
+QUARANTINE_RETRY_S = 2.0
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 EXPIRED_KEYS_KEPT = 10_000
 """Keys whose session expired, remembered so their next execute says variables were lost."""
@@ -98,6 +104,8 @@ class SessionManager:
         self._expired: OrderedDict[str, str] = OrderedDict()
         self._key_settings: dict[str, KeySettings] = {}
         self._free_slots = list(range(config.max_sessions - 1, -1, -1))
+        self._quarantine: dict[int, cgroups.SessionCgroup] = {}  # slot → its cgroup that would not empty
+        self._quarantine_retry_at = 0.0
         self._registry_lock = asyncio.Lock()
         self._caps: isolation.HostCapabilities | None = None
         self._cgroup_group = cgroup_group(config.sessions_dir)
@@ -160,7 +168,11 @@ class SessionManager:
                 self._cgroups.prepare()
             except OSError as exc:
                 raise SandboxUnavailable(f"cannot delegate the cgroup controllers: {exc}") from exc
-            self._cgroups.sweep(self._cgroup_group)
+            for name, cgroup in self._cgroups.sweep(self._cgroup_group).items():
+                slot = _slot_of(name)
+                if slot in self._free_slots:  # an earlier server's session, stuck: its uid too
+                    self._free_slots.remove(slot)
+                    self._hold(slot, cgroup)
         if self._privileged:
             self._backend.sweep()
         for mount_point in datadir.mounts_under(sessions_dir):
@@ -187,6 +199,9 @@ class SessionManager:
             # otherwise outlive the server: kill and remove what is left, then the group.
             await asyncio.to_thread(self._cgroups.sweep, self._cgroup_group)
             await asyncio.to_thread(self._cgroups.remove_group, self._cgroup_group)
+        # Still stuck ones stay in the cgroup tree; the next start()'s sweep quarantines them again.
+        self._free_slots.extend(self._quarantine)
+        self._quarantine.clear()
         if self._privileged:
             await asyncio.to_thread(self._backend.sweep)
 
@@ -238,6 +253,11 @@ class SessionManager:
         while True:
             now = time.monotonic()
             wake_at = now + self._config.session_idle_s
+            if self._quarantine:
+                if now >= self._quarantine_retry_at:
+                    await self._release_quarantined()
+                    self._quarantine_retry_at = now + QUARANTINE_RETRY_S
+                wake_at = min(wake_at, self._quarantine_retry_at)
             for session in list(self._sessions.values()):
                 if session.lock.locked():
                     continue  # execute() wakes us when it is done
@@ -300,7 +320,12 @@ class SessionManager:
         """A fresh session (dir, fs, cgroups; its kernel starts on first use). Names are never reused,
         so a new session need not wait for an old one of the same key to finish unmounting."""
         if not self._free_slots:
-            raise SandboxUnavailable(f"all {self._config.max_sessions} sandbox sessions are in use")
+            held = (
+                f" ({len(self._quarantine)} held until processes that would not die have exited)"
+                if self._quarantine
+                else ""
+            )
+            raise SandboxUnavailable(f"all {self._config.max_sessions} sandbox sessions are in use{held}")
         slot = self._free_slots.pop()
         uid = self._config.uid_base + slot
         name = f"s{slot}-{secrets.token_hex(6)}"
@@ -351,7 +376,12 @@ class SessionManager:
         return {s.name: s.cgroup.pids() for s in sessions if s.cgroup is not None}
 
     def pool_statistics(self) -> dict[str, int]:
-        return {"ready": len(self._pool), "target": self._config.pool_size, "live": len(self._sessions)}
+        return {
+            "ready": len(self._pool),
+            "target": self._config.pool_size,
+            "live": len(self._sessions),
+            "quarantined": len(self._quarantine),
+        }
 
     def _create_session(self, session: _Session, memory_mb: int) -> None:
         cfg = self._config
@@ -413,14 +443,44 @@ class SessionManager:
         if session.kernel is not None:
             await session.kernel.kill()  # a running execute() then ends as KILLED at once
         async with session.lock:
-            await asyncio.to_thread(self._remove_session, session)
-        self._free_slots.append(session.slot)
+            emptied = await asyncio.to_thread(self._remove_session, session)
+        if emptied or session.cgroup is None:
+            self._free_slots.append(session.slot)
+        else:
+            self._hold(session.slot, session.cgroup)
 
-    def _remove_session(self, session: _Session) -> None:
+    def _remove_session(self, session: _Session) -> bool:
+        """Kill its processes, remove its cgroup and files; False when a process would not die (its
+        cgroup then stays, for the quarantine to retry)."""
+        emptied = True
         if session.cgroup is not None:
-            session.cgroup.kill()
-            session.cgroup.remove()
+            emptied = session.cgroup.kill()
+            if emptied:
+                session.cgroup.remove()
         datadir.remove_session_fs(session.data_dir)
+        return emptied
+
+    # --- quarantine ---------------------------------------------------------------------------
+    def _hold(self, slot: int, cgroup: cgroups.SessionCgroup) -> None:
+        """Keep the slot (its uid) out of use until its cgroup is empty."""
+        log.warning(
+            "uid %d: processes %s of a finished session would not die; the uid is not reused until they have",
+            self._config.uid_base + slot,
+            cgroup.pids(),
+        )
+        self._quarantine[slot] = cgroup
+        self._quarantine_retry_at = time.monotonic() + QUARANTINE_RETRY_S
+        self._reaper_wake.set()
+
+    async def _release_quarantined(self) -> None:
+        for slot, cgroup in list(self._quarantine.items()):
+            if await asyncio.to_thread(_kill_and_remove, cgroup):
+                del self._quarantine[slot]
+                self._free_slots.append(slot)
+                log.info(
+                    "uid %d: the stuck processes are gone; the uid is in use again",
+                    self._config.uid_base + slot,
+                )
 
     # --- kernels ------------------------------------------------------------------------------
     async def _ensure_kernel(self, session: _Session, for_pool: bool = False) -> tuple[Kernel, bool]:
@@ -432,11 +492,16 @@ class SessionManager:
         self._demand_starts += demand
         try:
             async with self._starting:
-                return await self._start_kernel(session)
+                started = await self._start_kernel(session)
+        except Exception:
+            metrics.SANDBOX_START_FAILURES.inc()
+            raise
         finally:
             self._demand_starts -= demand
             if demand and not self._demand_starts:
                 self._pool_wake.set()
+        metrics.SANDBOX_STARTS.labels("pool" if for_pool else "cell").inc()
+        return started
 
     async def _start_kernel(self, session: _Session) -> tuple[Kernel, bool]:
         if session.kernel is not None:
@@ -564,6 +629,9 @@ class SessionManager:
             status, logs, oom = ExecutionStatus.KILLED, _join(gone.output, gone.reason), gone.oom
             stdout, stderr = gone.stdout, gone.stderr
             error = CellError("SessionKilled", gone.reason, "")
+            metrics.SANDBOX_KILLS.inc()
+            if oom:
+                metrics.SANDBOX_OOMS.inc()
         else:
             status, logs, images = self._outcome(reply, timeout)
             stdout, stderr = reply.stdout, reply.stderr
@@ -576,6 +644,7 @@ class SessionManager:
         if not images:
             found = await asyncio.to_thread(self._image_files, session.data_dir, changed)
             image_files, images = [name for name, _ in found], [data for _, data in found]
+        metrics.CELL_SECONDS.labels(status.value).observe(time.monotonic() - started)
         return Execution(
             status=status,
             logs=logs,
@@ -649,6 +718,20 @@ class SessionManager:
         if session is None:
             return False
         return await asyncio.to_thread(datadir.remove_file, session.data_dir, name)
+
+
+def _kill_and_remove(cgroup: cgroups.SessionCgroup) -> bool:
+    """One more kill of a quarantined cgroup, without waiting; rmdir and True once it is empty."""
+    if not cgroup.kill(wait_s=0.0):
+        return False
+    cgroup.remove()
+    return True
+
+
+def _slot_of(name: str) -> int | None:
+    """The slot in a session's name (s<slot>-<random>), None for another name."""
+    head = name.partition("-")[0]
+    return int(head[1:]) if head.startswith("s") and head[1:].isdigit() else None
 
 
 def _join(first: str, second: str) -> str:
