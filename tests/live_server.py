@@ -86,6 +86,23 @@ class LiveServer:
                 settled.set()
         settled.set()
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the server is not running"
+        return self._process.pid
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer ends it: no shutdown code runs."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=20)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._process = self._reader = None
+
     def stop(self) -> None:
         if self._process is None:
             return

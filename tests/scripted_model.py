@@ -4,9 +4,10 @@ It is the one test double agentbox allows (a hosted model is a paid outside serv
 queues replies — a code tool call, plain text, or a function of the conversation so far — and
 can read back every request the server received (`requests`: the bodies; `received`: with path,
 query and headers). Providers' failures are scripted too: an HTTP error with its body and headers
-(`Fail`), a stream cut mid-answer (`Cut`), a late answer (`Slow`), and raw chunks as some servers
-send them (`Chunks`). A `gate` makes it answer only requests shaped as a provider demands (Azure's
-paths, query and headers), refusing others as that provider would.
+(`Fail`), a stream cut mid-answer (`Cut`) or stalled there (`Hold`), a late answer (`Slow`), raw
+chunks as some servers send them (`Chunks`) and garbage (`Raw`). A `gate` makes it answer only
+requests shaped as a provider demands (Azure's paths, query and headers), refusing others as that
+provider would.
 """
 
 from __future__ import annotations
@@ -74,7 +75,24 @@ class Chunks:
     done: bool = True
 
 
-Answer = Code | Text | Fail | Cut | Slow | Chunks
+@dataclass(frozen=True)
+class Hold:
+    """Stream `text` in chunks, then send nothing more until `release` is set, then close: a provider
+    stalled mid-answer (or one still answering when a test kills agentbox)."""
+
+    text: str
+    release: threading.Event
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Answer 200 with this body exactly (garbage a broken server or proxy sends)."""
+
+    body: str
+    content_type: str = "text/event-stream"
+
+
+Answer = Code | Text | Fail | Cut | Slow | Chunks | Hold | Raw
 Reply = Answer | Callable[[Messages], Answer]
 
 
@@ -192,7 +210,9 @@ class ScriptedModel:
                 try:
                     if isinstance(reply, Fail):
                         self._fail(reply)
-                    elif isinstance(reply, Cut | Chunks) or body.get("stream"):
+                    elif isinstance(reply, Raw):
+                        self._raw(reply)
+                    elif isinstance(reply, Cut | Chunks | Hold) or body.get("stream"):
                         self._stream(body, reply)
                     else:
                         self._send_json(200, _completion(body, reply))
@@ -213,6 +233,14 @@ class ScriptedModel:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _raw(self, reply: Raw) -> None:
+                data = reply.body.encode()
+                self.send_response(200)
+                self.send_header("content-type", reply.content_type)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _send_json(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -221,11 +249,11 @@ class ScriptedModel:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _stream(self, body: dict[str, Any], reply: Code | Text | Cut | Chunks) -> None:
+            def _stream(self, body: dict[str, Any], reply: Code | Text | Cut | Chunks | Hold) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
-                if isinstance(reply, Cut):
+                if isinstance(reply, Cut | Hold):
                     # Content, then the connection closes: what a crashed or restarted server sends.
                     chunks, done = _chunks(body, Text(reply.text))[:-1], False
                 elif isinstance(reply, Chunks):
@@ -235,6 +263,8 @@ class ScriptedModel:
                 for chunk in chunks:
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
+                if isinstance(reply, Hold):
+                    reply.release.wait(120)
                 if done:
                     self.wfile.write(b"data: [DONE]\n\n")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -154,9 +155,15 @@ def test_cancel_a_background_response(client: openai.OpenAI, scripted_model: Scr
     while not scripted_model.requests and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # the code is running now
-    cancelled = client.responses.cancel(started.id)
-    assert cancelled.status == "cancelled"
-    assert client.responses.retrieve(started.id).status == "cancelled"
+    with ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(lambda: [e.type for e in client.responses.retrieve(started.id, stream=True)])
+        time.sleep(0.5)  # the watcher is following the live stream
+        cancelled = client.responses.cancel(started.id)
+        assert cancelled.status == "cancelled"
+        assert client.responses.retrieve(started.id).status == "cancelled"
+        # a client following the stream sees it end instead of waiting for ever
+        seen = watching.result(timeout=30)
+    assert seen[0] == "response.created"
 
 
 def test_input_items_store_false_and_delete(client: openai.OpenAI, scripted_model: ScriptedModel) -> None:

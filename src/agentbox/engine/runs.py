@@ -5,6 +5,9 @@
                     ├─ cancel ──► cancelling ──► cancelled
                     └─ expires_at passes ──► expired
 
+A run still active when the server stopped ends at the next start: failed with last_error saying so
+(a cancelling one: cancelled).
+
 A run is a task in the engine's task group; cancel and expiry are cancellation of that task, so the
 run belongs to the engine, never to the HTTP connection that started it.
 """
@@ -18,6 +21,7 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from agentbox.engine import transitions
 from agentbox.engine.assistants import AssistantsRunner
 from agentbox.engine.events import DONE, RunEvents
 from agentbox.errors import Conflict
@@ -28,6 +32,10 @@ from agentbox.store.records import AssistantRecord, MessageRecord, RunRecord, Ru
 log = logging.getLogger(__name__)
 
 _TERMINAL_STEP = {"completed", "failed", "cancelled", "expired"}
+_RESTARTED = {
+    False: "The server restarted while this run was active.",
+    True: "The server restarted while this run was waiting for tool outputs.",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,24 +199,45 @@ class RunEngine:
         await self.events.publish(run.id, "thread.run.cancelled", run)
         return run
 
-    async def _end_steps(self, run: RunRecord, status: str) -> None:
+    async def _end_steps(self, run: RunRecord, status: str, **fields: Any) -> None:
         for step in await self._store.all(StepRecord, run_id=run.id):
             if step.status not in _TERMINAL_STEP:
                 stamp = {"cancelled": {"cancelled_at": now()}, "expired": {}}.get(status, {})
-                await self._store.change(StepRecord, step.id, status=status, **stamp)
+                await self._store.change(StepRecord, step.id, status=status, **stamp, **fields)
 
     async def _recover(self) -> None:
-        """Runs that were active when the server stopped can't resume: end them, failed, with a reason."""
-        stale = [RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.CANCELLING]
+        """Runs that were active when the server stopped can't resume (a requires_action run's waiter
+        was in memory too): end them with a reason, so their threads take runs again."""
+        stale = [RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION, RunStatus.CANCELLING]
         for run in await self._store.runs_with_status(stale):
-            await self._end_steps(run, "failed")
+            stamp = now()
+            await self._end_messages(run, stamp)
+            if run.status is RunStatus.CANCELLING:  # the client asked for the end it gets
+                await self._end_steps(run, "cancelled")
+                await self._store.change(RunRecord, run.id, status=RunStatus.CANCELLED, cancelled_at=stamp)
+                transitions.note("assistants", run.id, run.thread_id, run.status.value, "cancelled", None)
+                continue
+            error = {"code": "server_error", "message": _RESTARTED[run.status is RunStatus.REQUIRES_ACTION]}
+            await self._end_steps(run, "failed", failed_at=stamp, last_error=error)
             await self._store.change(
                 RunRecord,
                 run.id,
                 status=RunStatus.FAILED,
-                failed_at=now(),
-                last_error={
-                    "code": "server_error",
-                    "message": "The server restarted while this run was active.",
-                },
+                failed_at=stamp,
+                last_error=error,
+                required_action=None,
             )
+            reason = f"{error['code']}: {error['message']}"
+            transitions.note("assistants", run.id, run.thread_id, run.status.value, "failed", reason)
+
+    async def _end_messages(self, run: RunRecord, stamp: int) -> None:
+        """An answer a crash cut keeps what was stored of it (its text is stored whole, at its end)."""
+        for message in await self._store.all(MessageRecord, run_id=run.id):
+            if message.status == "in_progress":
+                await self._store.change(
+                    MessageRecord,
+                    message.id,
+                    status="incomplete",
+                    incomplete_at=stamp,
+                    incomplete_reason="run_failed",
+                )

@@ -98,6 +98,7 @@ class ProviderClient:
         url, params = self._url(config)
         reader = ChunkReader(prompt_chars(request.messages))
         started = done = False
+        stray: list[str] = []  # lines of the body that are not server-sent events, to name garbage
         try:
             async with self._http.stream(
                 "POST",
@@ -114,15 +115,25 @@ class ProviderClient:
                     for event in self._whole(reader, await response.aread()):
                         yield event
                     return
-                async for data in _sse_data(response):
+                async for data in _sse_data(response, stray):
                     if data == "[DONE]":
                         done = True
                         break
                     chunk = _json(data)
                     if chunk is None:
-                        continue
+                        if not data.strip():
+                            continue  # an empty event: a keep-alive
+                        # Never skipped: a chunk dropped from the middle would store a wrong answer.
+                        garbage = ModelError(
+                            f"The model provider '{self.provider.name}' sent a stream chunk that is not "
+                            f"a JSON object: {data[:300]}",
+                            code="server_error",
+                        )
+                        raise garbage if started else _Retry(garbage)
                     if "error" in chunk:
                         raise self._stream_error(chunk, started)
+                    if not isinstance(chunk.get("choices"), list) and len(stray) < 5:
+                        stray.append(data[:100])  # JSON, but no chat chunk: named if nothing else comes
                     for event in reader.feed(chunk):
                         started = True
                         yield event
@@ -144,11 +155,13 @@ class ProviderClient:
                     code="server_error",
                 )
             ) from exc
-        if not done and reader.finish_reason is None:
+        if reader.finish_reason is None and (not done or not (started or reader.call_count)):
             if not started:
+                sent = f" It sent: {' '.join(stray)[:300]}" if stray else ""
                 raise _Retry(
                     ModelError(
-                        f"The model provider '{self.provider.name}' ended its stream without answering.",
+                        f"The model provider '{self.provider.name}' ended its stream without answering."
+                        + sent,
                         code="server_error",
                     )
                 )
@@ -244,8 +257,9 @@ def request_body(request: ChatRequest, config: ModelConfig) -> dict[str, Any]:
     return body
 
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """The data of each server-sent event (data lines of one event joined by newlines)."""
+async def _sse_data(response: httpx.Response, stray: list[str]) -> AsyncIterator[str]:
+    """The data of each server-sent event (data lines of one event joined by newlines); the first few
+    lines that are no part of an event go to `stray`."""
     lines: list[str] = []
     async for line in response.aiter_lines():
         if not line:
@@ -254,6 +268,8 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
                 lines = []
         elif line.startswith("data:"):
             lines.append(line[5:].removeprefix(" "))
+        elif not line.startswith((":", "event:", "id:", "retry:")) and len(stray) < 5:
+            stray.append(line.strip())
     if lines:
         yield "\n".join(lines)
 

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentbox.engine import agents, images, prompt
+from agentbox.engine import agents, file_search, images, prompt, transitions
 from agentbox.engine.containers import ContainerService
 from agentbox.engine.conversations import ConversationService
 from agentbox.engine.events import DONE, RunEvents
+from agentbox.engine.file_types import check_code_interpreter_files
 from agentbox.engine.loop import AgentLoop, RunFailed, Usage, code_tool_choice
 from agentbox.engine.responses.items import (
     INCLUDABLE,
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 TOOL_TYPES = ("code_interpreter", "function")
 TERMINAL = ("completed", "incomplete", "failed", "cancelled")
+RESTARTED = "The server restarted while this response was in progress."
 
 
 @dataclass(slots=True)
@@ -106,6 +108,21 @@ class ResponsesService:
         self._conversations = conversations
         self._ttl_s = ttl_s
         self._live: dict[str, _Live] = {}
+
+    async def recover(self) -> None:
+        """Responses running when the server stopped can't resume: fail them with a reason (one not
+        to be stored is removed). Their output and conversation items were never stored: both are
+        written only when a response ends."""
+        for status in ("queued", "in_progress"):
+            for record in await self._store.all(ResponseRecord, status=status):
+                if not record.data.get("store", True):
+                    await self._store.remove(ResponseRecord, record.id)
+                    continue
+                error = {"code": "server_error", "message": RESTARTED}
+                data = {**record.data, "status": "failed", "error": error}
+                await self._store.change(ResponseRecord, record.id, status="failed", data=data)
+                reason = f"server_error: {RESTARTED}"
+                transitions.note("responses", record.id, record.conversation_id, status, "failed", reason)
 
     # --- create -------------------------------------------------------------------------------
     async def create(self, params: ResponseParams) -> str:
@@ -264,7 +281,9 @@ class ResponsesService:
         """The container the code runs in; files named by the tool or the input are added to it."""
         spec = tool.get("container")
         options = spec if isinstance(spec, dict) else {}
-        uploads = [*(options.get("file_ids") or []), *_input_file_ids(input_items)]
+        named = list(options.get("file_ids") or [])
+        await check_code_interpreter_files(self._store, named, "tools.container.file_ids")
+        uploads = [*named, *_input_file_ids(input_items)]
         container: ContainerRecord | None
         if isinstance(spec, str) and spec != "auto":
             container = await self._containers.get(spec)
@@ -325,7 +344,9 @@ class ResponsesService:
                     live.data["completed_at"] = now()
         except asyncio.CancelledError:
             live.data["status"] = "cancelled"
+            self.events.observe(record.id, {"response": live.data})  # no event says it
             await self._finish(record, live, usage, params)
+            await self.events.publish(record.id, DONE)  # a client following the stream sees it end
             raise
         except Exception:
             log.exception("response %s crashed", record.id)
@@ -438,6 +459,7 @@ def _check_include(include: Sequence[str]) -> None:
 
 
 def _check_tools(tools: Sequence[dict[str, Any]]) -> None:
+    file_search.check_tools(tools)
     for index, tool in enumerate(tools):
         kind = tool.get("type")
         if kind not in TOOL_TYPES:
@@ -473,6 +495,7 @@ def _function(tool: dict[str, Any]) -> dict[str, Any]:
 
 def _tool_choice(choice: Any) -> Any:
     """Responses' tool_choice in chat-completions terms."""
+    file_search.check_tool_choice(choice)
     if choice in (None, "auto"):
         return None
     if choice in ("none", "required"):
