@@ -80,12 +80,13 @@ class _Sessions(Collector):
         stats = self.source() if self.source is not None else {}
         sessions = GaugeMetricFamily(
             "agentbox_sessions",
-            "Sandbox sessions: state live (held by a thread or container) or pooled (started ahead, "
-            "not yet claimed).",
+            "Sandbox sessions: state live (held by a thread or container), pooled (started ahead, "
+            "not yet claimed) or quarantined (closed, but a process would not die: its uid is held).",
             labels=["state"],
         )
         sessions.add_metric(["live"], stats.get("live", 0))
         sessions.add_metric(["pooled"], stats.get("ready", 0))
+        sessions.add_metric(["quarantined"], stats.get("quarantined", 0))
         yield sessions
         yield GaugeMetricFamily(
             "agentbox_pool_target", "Sandboxes the warm pool tries to keep started.", stats.get("target", 0)
