@@ -177,7 +177,7 @@ def test_untrusted_names_logs_and_text_never_run(
     )
     page.locator("#tool-file-list .file:not(.uploading)", has_text="<script>").wait_for()
     page.locator("#attach-input").set_input_files(
-        FilePayload(name='"><script>alert(6)', mimeType="text/plain", buffer=b"hi")
+        FilePayload(name='"><script>alert(6).txt', mimeType="text/plain", buffer=b"hi")
     )
     page.locator("#attachments .chip:not(.uploading)").wait_for()
     scripted_model.script(

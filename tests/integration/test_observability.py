@@ -15,16 +15,15 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import API_KEY
 from tests.live_server import LiveServer
+from tests.metrics_scrape import scrape, total, value
 from tests.sandbox_fixtures import cell_seconds
 from tests.scripted_model import Code, Fail, ScriptedModel, Slow, Text
 
 pytestmark = pytest.mark.slow
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 CODE_TOOL = {"type": "code_interpreter", "container": {"type": "auto"}}
 
 
@@ -49,28 +48,6 @@ def json_server(
 def client(json_server: LiveServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=json_server.base_url, api_key=API_KEY, max_retries=0) as client:
         yield client
-
-
-def scrape(server: LiveServer, key: str | None = API_KEY) -> Samples:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    answer = httpx.get(f"{server.url}/metrics", headers=headers, timeout=30)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(answer.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum over every label set that includes `labels` (e.g. all providers)."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
 def json_lines(server: LiveServer) -> list[dict[str, Any]]:

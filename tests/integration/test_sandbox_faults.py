@@ -19,6 +19,7 @@ import pytest
 from agentbox.sandbox.kernel import OOM_MESSAGE
 from tests.conftest import API_KEY
 from tests.live_server import LiveServer
+from tests.metrics_scrape import scrape, value
 from tests.sandbox_fixtures import cell_seconds, requires_sandbox
 from tests.scripted_model import Code, Messages, ScriptedModel, Text, last_tool_output
 
@@ -70,8 +71,9 @@ def _logs(client: openai.OpenAI, thread_id: str, run_id: str) -> list[str]:
 
 
 def test_a_kernel_oom_killed_mid_run_is_reported_and_the_thread_runs_again(
-    faults: openai.OpenAI, scripted_model: ScriptedModel
+    faults: openai.OpenAI, faults_server: LiveServer, scripted_model: ScriptedModel
 ) -> None:
+    ooms_before = value(scrape(faults_server), "agentbox_sandbox_oom_kills_total")
     assistant = faults.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
     thread = faults.beta.threads.create(messages=[{"role": "user", "content": "use a lot of memory"}])
     scripted_model.script(
@@ -86,6 +88,7 @@ def test_a_kernel_oom_killed_mid_run_is_reported_and_the_thread_runs_again(
     assert "survived" not in bomb and bomb.endswith(OOM_MESSAGE), bomb
     (answer, _question) = faults.beta.threads.messages.list(thread.id).data
     assert answer.content[0].type == "text" and OOM_MESSAGE in answer.content[0].text.value
+    assert value(scrape(faults_server), "agentbox_sandbox_oom_kills_total") == ooms_before + 1
 
     faults.beta.threads.messages.create(thread.id, role="user", content="and now?")
     scripted_model.script(Code("print('kept' in globals(), 6 * 7)"), Text("42, on a fresh kernel."))
