@@ -8,7 +8,7 @@ CLIENTS := .clients
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup test-setup system test-system web run test test-host test-cgroup2 lint typecheck bench clean
+.PHONY: setup test-setup system test-system web run test test-host test-cgroup2 lint typecheck bench soak clean
 
 # Serving: the sandbox's Debian packages, the server's .venv, the sandbox's .runtime, the
 # playground's pinned browser libraries.
@@ -104,6 +104,11 @@ test-cgroup2: test-setup
 
 bench: test-setup
 	$(VENV)/bin/python -m bench.run
+
+# Not part of `make test`: SOAK_MINUTES (default 30) of mixed load; the server's RSS and open fds
+# must stay flat and nothing of its sessions be left beyond the pool (BENCHMARKS.md).
+soak: test-setup
+	$(VENV)/bin/python -m bench.soak
 
 lint: test-setup
 	$(VENV)/bin/ruff check src tests bench

@@ -11,33 +11,35 @@ from tests.live_server import LiveServer
 from tests.scripted_model import Code, ScriptedModel, Text
 
 from agentbox.sandbox.config import default_pool_size
+from bench import checks
+from bench.checks import Expected
 from bench.sessions import session_pids
 from bench.stats import Figure, ms
 
 KEY = "sk-bench"
 
 
-def _stream_run(client: httpx.Client, thread_id: str, assistant_id: str) -> None:
+def _stream_run(client: httpx.Client, thread_id: str, assistant_id: str) -> str:
+    """A streamed run to its end; its id. Raises unless the stream says it completed."""
     body = {"assistant_id": assistant_id, "stream": True}
     with client.stream("POST", f"/threads/{thread_id}/runs", json=body) as response:
-        tail = b"".join(response.iter_bytes())[-40:]
-    if b"thread.run.completed" not in tail and b"[DONE]" not in tail:
-        raise RuntimeError(f"run did not complete: {tail!r}")
+        return str(checks.stream_run(response.read())["id"])
 
 
 def run_overhead(
-    client: httpx.Client, model: ScriptedModel, assistant_id: str, reps: int
+    client: httpx.Client, model: ScriptedModel, assistant_id: str, reps: int, checked: list[Expected]
 ) -> tuple[list[float], list[float]]:
     """One-step code runs on a warm thread: (total, total minus model time) per run, in seconds."""
     thread = client.post("/threads", json={}).json()["id"]
     totals, without_model = [], []
     for i in range(reps + 1):
-        client.post(f"/threads/{thread}/messages", json={"role": "user", "content": "go"})
+        client.post(f"/threads/{thread}/messages", json={"role": "user", "content": checks.ask("print(1)")})
         model.reset()
-        model.script(Code("pass"), Text("done"))
+        checks.serve_echo(model, 2)
         started = time.perf_counter()
-        _stream_run(client, thread, assistant_id)
+        run = _stream_run(client, thread, assistant_id)
         elapsed = time.perf_counter() - started
+        checked.append(Expected(thread, run, "print(1)", "1"))
         if i:  # the first run starts the thread's session
             totals.append(elapsed)
             without_model.append(elapsed - model.seconds_answering)
@@ -60,14 +62,21 @@ async def get_throughput(base_url: str, assistant_id: str, total: int, concurren
 
 
 def run_throughput(
-    client: httpx.Client, model: ScriptedModel, assistant_id: str, seconds: float, width: int
+    client: httpx.Client,
+    model: ScriptedModel,
+    assistant_id: str,
+    seconds: float,
+    width: int,
+    checked: list[Expected],
 ) -> float:
-    """Completed one-step runs per second, `width` warm threads running side by side."""
-    threads = [client.post("/threads", json={}).json()["id"] for _ in range(width)]
+    """Completed one-step runs per second, `width` warm threads running side by side. Each run of a
+    thread runs the code of its one user message again (the model answers from the conversation)."""
+    ask = {"messages": [{"role": "user", "content": checks.ask("print(7)")}]}
+    threads = [client.post("/threads", json=ask).json()["id"] for _ in range(width)]
     model.reset()
-    model.script(*[r for _ in range(width) for r in (Code("pass"), Text("warm"))])
+    checks.serve_echo(model, 100_000)
     for thread in threads:  # warm each thread's session first
-        _stream_run(client, thread, assistant_id)
+        checked.append(Expected(thread, _stream_run(client, thread, assistant_id), "print(7)", "7"))
 
     async def loop() -> int:
         done = 0
@@ -79,11 +88,10 @@ def run_throughput(
             async def worker(thread: str) -> None:
                 nonlocal done
                 while time.perf_counter() < deadline:
-                    model.script(Code("pass"), Text("done"))
                     body = {"assistant_id": assistant_id, "stream": True}
                     async with ac.stream("POST", f"/threads/{thread}/runs", json=body) as response:
-                        async for _ in response.aiter_bytes():
-                            pass
+                        run = checks.stream_run(await response.aread())
+                    checked.append(Expected(thread, str(run["id"]), "print(7)", "7"))
                     done += 1
 
             await asyncio.gather(*(worker(t) for t in threads))
@@ -124,7 +132,7 @@ def responses_two_turns(
 
 
 def assistants_two_turns(
-    client: httpx.Client, model: ScriptedModel, assistant_id: str, reps: int
+    client: httpx.Client, model: ScriptedModel, assistant_id: str, reps: int, checked: list[Expected]
 ) -> tuple[list[float], list[float]]:
     """The baseline: the same two turns as two runs on a new Assistants thread."""
     totals, without_model = [], []
@@ -133,10 +141,13 @@ def assistants_two_turns(
         model.reset()
         model.script(*TWO_TURNS)
         started = time.perf_counter()
+        runs = []
         for text in ("set x", "x + 1?"):
             client.post(f"/threads/{thread}/messages", json={"role": "user", "content": text})
-            _stream_run(client, thread, assistant_id)
+            runs.append(_stream_run(client, thread, assistant_id))
         elapsed = time.perf_counter() - started
+        checked.append(Expected(thread, runs[0], "x = 41", "", "set"))
+        checked.append(Expected(thread, runs[1], "print(x + 1)", "42", "42"))
         if i:
             totals.append(elapsed)
             without_model.append(elapsed - model.seconds_answering)
@@ -153,12 +164,16 @@ def first_event(
         model.script(Text("hello"))
         started = time.perf_counter()
         first = None
+        whole = b""
         with client.stream("POST", path, json=body) as response:
             for chunk in response.iter_bytes():  # read to the end, so each request finishes its run
                 if first is None and chunk.startswith(b"event:"):
                     first = time.perf_counter() - started
+                whole += chunk
         if first is None:
             raise RuntimeError(f"no event from {path}")
+        if b"event: thread.run.completed" not in whole and b"event: response.completed" not in whole:
+            raise RuntimeError(f"{path} did not complete: {whole[-300:]!r}")
         times.append(first)
     return times
 
@@ -224,8 +239,10 @@ def responses_code_stream(
                 marks.setdefault("byte", at)
                 if b"response.code_interpreter_call.completed" in chunk:
                     marks.setdefault("code", at)
+                if b"event: response.completed" in chunk:
+                    marks.setdefault("completed", at)
         total = time.perf_counter() - started
-        if len(marks) != 2:
+        if len(marks) != 3:
             raise RuntimeError(f"response stream missed events: {marks}")
         if i:
             first_byte.append(marks["byte"])
@@ -262,12 +279,15 @@ def measure(data_dir: Path, quick: bool, backend: str | None) -> list[Figure]:
             assistant = client.post(
                 "/assistants", json={"model": "m", "tools": [{"type": "code_interpreter"}]}
             ).json()
-            totals, net = run_overhead(client, model, assistant["id"], 3 if quick else 30)
+            checked: list[Expected] = []
+            totals, net = run_overhead(client, model, assistant["id"], 3 if quick else 30, checked)
             gets = asyncio.run(get_throughput(server.base_url, assistant["id"], 200 if quick else 3000, 16))
-            runs = run_throughput(client, model, assistant["id"], 2 if quick else 10, 2 if quick else 8)
+            runs = run_throughput(
+                client, model, assistant["id"], 2 if quick else 10, 2 if quick else 8, checked
+            )
             reps = 3 if quick else 20
             conversation_total, conversation_net = responses_two_turns(client, model, reps)
-            thread_total, thread_net = assistants_two_turns(client, model, assistant["id"], reps)
+            thread_total, thread_net = assistants_two_turns(client, model, assistant["id"], reps, checked)
             response_first = first_event(
                 client, model, "/responses", {"model": "m", "input": "hi", "stream": True}, reps
             )
@@ -283,6 +303,7 @@ def measure(data_dir: Path, quick: bool, backend: str | None) -> list[Figure]:
             exec_byte, exec_output, exec_done = exec_stream(client, container, reps)
             exec_whole = exec_json(client, container, reps)
             code_byte, code_done, code_net = responses_code_stream(client, model, container, reps)
+            checks.check_all(server.base_url, dict(client.headers), checked)
     finally:
         server.stop()
         model.stop()

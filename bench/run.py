@@ -12,11 +12,12 @@ import argparse
 import asyncio
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import api, baselines, sessions
+from bench import api, baselines, load, sessions
 from bench.stats import Figure, ms
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = args.backend or ["bubblewrap"]
     started = time.perf_counter()
     figures: list[Figure] = []
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="agentbox-bench-") as scratch:
         root = Path(scratch)
         figures += measure_baselines(args.quick, root)
@@ -86,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
                 sessions.measure(root / f"sessions-{backend}", REPO / ".runtime", CSV, args.quick, chosen)
             )
             figures += api.measure(root / f"data-{backend}", args.quick, chosen)
+        # The load, on the default backend, beside the server's previous concurrency settings.
+        if args.quick:
+            found, failures = load.measure(root, 20, 10, ["current"], returning=10, rounds=1)
+        else:
+            found, failures = load.measure(root, 1000, 200, ["previous", "current"])
+        figures += found
     result = {
         "machine": f"{platform.node()} {platform.machine()} {platform.platform()}",
         "cpus": len(__import__("os").sched_getaffinity(0)),
@@ -97,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2))
     print(table(figures))
     print(f"\n{len(figures)} figures in {result['seconds']} s → {args.out}")
-    return 0
+    for line in failures:
+        print("FAILED (load)", line, file=sys.stderr)
+    return 1 if failures else 0
 
 
 def table(figures: list[Figure]) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from agentbox.sandbox import ExecutionStatus, InputFile, SandboxConfig, SessionManager, cgroups
 from agentbox.sandbox.config import default_pool_size
 from agentbox.sandbox.manager import cgroup_group
+from bench import lifecycle
 from bench.stats import Figure, ms
 
 CSV_NAME = "synthetic_500_quarterly_results.csv"
@@ -165,20 +166,29 @@ def session_pids(sessions_dir: Path) -> dict[str, list[int]]:
     return {name: hierarchy.session(group, name).pids() for name in hierarchy.session_names(group)}
 
 
+def _mb(per_session: list[list[int]]) -> tuple[list[float], list[float]]:
+    pairs = [memory_of(pids) for pids in per_session]
+    return [u / 2**20 for u, _ in pairs], [p / 2**20 for _, p in pairs]
+
+
 async def idle_memory(sandbox: SessionManager, sessions: int) -> tuple[list[float], list[float]]:
-    """USS and PSS (MB) per idle session with numpy, pandas and matplotlib loaded."""
+    """USS and PSS (MB) per idle session that ran a cell with numpy, pandas and matplotlib loaded;
+    the pool's sandboxes (never used) are not among them (`pooled_memory`)."""
     keys = [next(_keys) for _ in range(sessions)]
     for key in keys:
-        await sandbox.execute(key, "import numpy, pandas, matplotlib.pyplot")
-    per_session = sandbox.session_pids()
-    uss, pss = [], []
-    for pids in per_session.values():
-        u, p = memory_of(pids)
-        uss.append(u / 2**20)
-        pss.append(p / 2**20)
+        result = await sandbox.execute(key, "import numpy, pandas, matplotlib.pyplot\nprint('up')")
+        assert result.logs.strip() == "up", result.logs
+    used = [sandbox._sessions[key] for key in keys]  # as tests/sandbox_fixtures.py reads them
+    memory = _mb([s.cgroup.pids() for s in used if s.cgroup is not None])
     for key in keys:
         await sandbox.close(key)
-    return uss, pss
+    return memory
+
+
+async def pooled_memory(sandbox: SessionManager) -> tuple[list[float], list[float]]:
+    """USS and PSS (MB) of each pooled sandbox: started, never claimed, no cell run."""
+    await wait_pool(sandbox)
+    return _mb([s.cgroup.pids() for s in sandbox._pool if s.cgroup is not None])
 
 
 async def measure(
@@ -222,12 +232,14 @@ async def measure(
         **options,
     ) as short:  # fmt: skip
         rungs = await timeout_ladder(short, 1 if quick else 6)
+        rungs |= await lifecycle.timings(short, LADDER_TIMEOUT_S, LADDER_GRACE_S, 1 if quick else 6)
     figures += [
         Figure.of("interrupt: deadline → KeyboardInterrupt back" + label, ms(rungs["interrupt"])),
         Figure.of("next cell after an interrupt → output" + label, ms(rungs["after interrupt"])),
         Figure.of("kill: grace over → session killed, reply back" + label, ms(rungs["kill"])),
         Figure.of("next cell after a kill → output (fresh kernel)" + label, ms(rungs["after kill"])),
     ]
+    figures += [Figure.of(name + label, ms(rungs[name])) for name in list(rungs)[4:]]
     width = 4 if quick else 50
     pool_size = default_pool_size(backend or "bubblewrap", fork_server=True)
     if pool_size > (os.cpu_count() or 1):
@@ -263,6 +275,9 @@ async def measure(
             )
         )
         uss, pss = await idle_memory(sandbox, 2 if quick else 6)
-        figures.append(Figure.of("idle session USS" + label, uss, "MB"))
-        figures.append(Figure.of("idle session PSS" + label, pss, "MB"))
+        figures.append(Figure.of("idle session USS (ran a cell)" + label, uss, "MB"))
+        figures.append(Figure.of("idle session PSS (ran a cell)" + label, pss, "MB"))
+        uss, pss = await pooled_memory(sandbox)
+        figures.append(Figure.of("pooled sandbox USS (never used)" + label, uss, "MB"))
+        figures.append(Figure.of("pooled sandbox PSS (never used)" + label, pss, "MB"))
     return figures

@@ -29,7 +29,10 @@ def test_quick_bench_produces_every_figure(tmp_path: Path) -> None:
         "live cell round trip [bubblewrap]",
         "interrupt: deadline → KeyboardInterrupt back [bubblewrap]",
         "kill: grace over → session killed, reply back [bubblewrap]",
-        "idle session USS [bubblewrap]",
+        "idle session USS (ran a cell) [bubblewrap]",
+        "pooled sandbox USS (never used) [bubblewrap]",
+        "interrupt on request → reply back [bubblewrap]",
+        "two 1 s cells in two sessions at once → both back [bubblewrap]",
         "template process USS (shared by every session) [bubblewrap]",
         "baseline: new session, no pool, no fork server → first print(1) [bubblewrap]",
         "baseline: idle session USS, no fork server [bubblewrap]",
@@ -41,4 +44,5 @@ def test_quick_bench_produces_every_figure(tmp_path: Path) -> None:
     ):
         assert expected in names
     assert any(name.startswith("burst of 4, default pool of ") for name in names), names
+    assert "load: completed runs per second (20 runs, 10 clients) [current config]" in names
     assert "| figure | p50 | p95 | n |" in done.stdout

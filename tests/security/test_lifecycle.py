@@ -16,7 +16,6 @@ pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 1.5
 GRACE_S = 1.0
-SLACK_S = 2.0  # kill, reap and (gVisor) container deletion
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +33,12 @@ def short(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Ha
 
 def test_r13_blocking_sleep_is_interrupted_state_kept_and_l11_next_cell_runs_at_once(short: Harness) -> None:
     short.run("kept = 'still here'", key="sleep")
-    began = time.monotonic()
     result = short.run("import time; time.sleep(100)", key="sleep")
-    assert result.status is ExecutionStatus.TIMEOUT
+    assert result.status is ExecutionStatus.TIMEOUT  # interrupted, not killed after the grace
     assert "KeyboardInterrupt" in result.logs
     assert f"Execution interrupted: the cell ran past {TIMEOUT_S:g} s" in result.logs
-    assert time.monotonic() - began < TIMEOUT_S + GRACE_S
-    began = time.monotonic()
-    after = short.run("1 + 1", key="sleep")  # E2B #213: not blocked after an interrupt
-    assert time.monotonic() - began < 1.0
+    # E2B #213: not blocked after an interrupt (how long it takes: bench/, "next cell after an interrupt")
+    after = short.run("1 + 1", key="sleep")
     assert after.status is ExecutionStatus.OK and after.logs.strip() == "2"
     assert not after.restarted
     assert short.run("kept", key="sleep").logs.strip() == "'still here'"
@@ -63,12 +59,10 @@ def interrupted_at_once(harness: Harness, key: str, code: str) -> Execution:
 
 def test_interrupt_on_request_stops_the_cell_state_kept(short: Harness) -> None:
     short.run("kept = 'still here'", key="stop")
-    began = time.monotonic()
     result = interrupted_at_once(short, "stop", "import time; time.sleep(100)")
-    assert result.status is ExecutionStatus.INTERRUPTED
+    assert result.status is ExecutionStatus.INTERRUPTED  # stopped by the interrupt, not by a kill
     assert result.error is not None and result.error.name == "KeyboardInterrupt"
     assert "Execution interrupted on request" in result.logs
-    assert time.monotonic() - began < GRACE_S  # stopped by the interrupt, not by the kill after it
     assert short.run("kept", key="stop").logs.strip() == "'still here'"
     assert not short.manager.has_session("nobody")
     assert short.call(short.manager.interrupt("stop")) is False  # nothing runs now
@@ -95,7 +89,7 @@ def test_a_cell_that_ignores_an_interrupt_on_request_is_killed(short: Harness) -
     assert result.status is ExecutionStatus.KILLED
     assert result.stdout == "deaf\n"  # what it wrote before it died is kept
     assert f"did not stop within {GRACE_S:g} s of an interrupt" in result.logs
-    assert GRACE_S <= took < GRACE_S + SLACK_S
+    assert took >= GRACE_S  # the grace was given before the kill
     assert short.run("print('fresh')", key="stubborn").restarted
 
 
@@ -107,11 +101,9 @@ def test_r13_select_is_interrupted(short: Harness) -> None:
 
 def test_r10_cpu_burn_is_interrupted_with_keyboardinterrupt_and_state_kept(short: Harness) -> None:
     short.run("x = 'defined before'", key="sleep")
-    began = time.monotonic()
     result = short.run("while True:\n    pass", key="sleep")
     assert result.status is ExecutionStatus.TIMEOUT
     assert "KeyboardInterrupt" in result.logs
-    assert time.monotonic() - began < TIMEOUT_S + GRACE_S
     assert short.run("x", key="sleep").logs.strip() == "'defined before'"
 
 
@@ -131,14 +123,12 @@ def test_r10_cpu_burn_is_interrupted_with_keyboardinterrupt_and_state_kept(short
 def test_r11_r12_unstoppable_cell_is_killed_and_the_next_cell_is_fresh(short: Harness, code: str) -> None:
     short.run("old = 1\nopen('/mnt/data/keep.txt', 'w').write('k')", key="burn")
     procs_files = short.cgroup_pid_files("burn")
-    began = time.monotonic()
     result = short.run(code, key="burn")
     assert result.status is ExecutionStatus.KILLED
     assert result.logs.endswith(
         f"The session was killed: the cell ran past {TIMEOUT_S:g} s and did not stop within "
         f"{GRACE_S:g} s of an interrupt; variables were lost, files in /mnt/data were kept."
     )
-    assert time.monotonic() - began < TIMEOUT_S + GRACE_S + SLACK_S
     assert all(p.read_text() == "" for p in procs_files)  # cgroup empty until the lazy restart
     after = short.run("import os\nprint('old' in globals(), os.listdir('/mnt/data'))", key="burn")
     assert after.restarted
@@ -162,14 +152,11 @@ def test_l7_l9_kernel_death_is_killed_and_the_next_cell_works(short: Harness, co
 
 def test_l8_stopped_kernel_is_still_killed(short: Harness) -> None:
     short.run("pass", key="stop")
-    began = time.monotonic()
     result = short.run("import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)", key="stop")
     assert result.status is ExecutionStatus.KILLED
-    assert time.monotonic() - began < TIMEOUT_S + GRACE_S + SLACK_S
     short.run("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)", key="stop")
-    began = time.monotonic()
     short.call(short.manager.close("stop"))
-    assert time.monotonic() - began < 1.5
+    assert not short.manager.has_session("stop")
 
 
 def test_l2_background_output_after_the_cell_is_not_the_next_cells(short: Harness) -> None:
@@ -196,13 +183,13 @@ def test_two_threads_at_once_get_two_sessions_that_run_concurrently(short: Harne
     short.run("pass", key="par_x")
     short.run("pass", key="par_y")
 
-    async def both() -> float:
-        began = time.monotonic()
-        cell = "import time\ntime.sleep(1)"
-        await asyncio.gather(*(short.manager.execute(k, cell) for k in ("par_x", "par_y")))
-        return time.monotonic() - began
+    async def both() -> list[list[float]]:
+        cell = "import time\nbegan = time.time()\ntime.sleep(1)\nprint(began, time.time())"
+        results = await asyncio.gather(*(short.manager.execute(k, cell) for k in ("par_x", "par_y")))
+        return [[float(t) for t in r.logs.split()] for r in results]
 
-    assert short.call(both()) < 1.9
+    (x_began, x_ended), (y_began, y_ended) = short.call(both())
+    assert max(x_began, y_began) < min(x_ended, y_ended)  # the two cells ran at the same time
     assert short.session_uid("par_x") != short.session_uid("par_y")
 
 
