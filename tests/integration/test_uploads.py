@@ -13,9 +13,10 @@ import httpx
 import openai
 import pytest
 
+from tests.code_runs import printed_in_new_thread
 from tests.conftest import API_KEY
 from tests.live_server import LiveServer
-from tests.scripted_model import Code, ScriptedModel, Text
+from tests.scripted_model import ScriptedModel
 
 pytestmark = pytest.mark.slow
 
@@ -139,24 +140,8 @@ def test_a_zero_byte_file_uploads_downloads_and_reaches_mnt_data_empty(
     download = http.get(f"/files/{empty.id}/content")
     assert download.status_code == 200 and download.headers["content-length"] == "0"
 
-    assistant = client.beta.assistants.create(
-        model="m",
-        tools=[{"type": "code_interpreter"}],
-        tool_resources={"code_interpreter": {"file_ids": [empty.id]}},
-    )
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "size?"}])
-    scripted_model.script(
-        Code("import json, os\nprint(json.dumps({'size': os.path.getsize('/mnt/data/empty.txt')}))"),
-        Text("empty"),
-    )
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-    )
-    assert run.status == "completed", run.last_error
-    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc")
-    details = steps.data[0].step_details
-    assert details.type == "tool_calls"
-    logs = "".join(o.logs for o in details.tool_calls[0].code_interpreter.outputs if o.type == "logs")
+    size = "import json, os\nprint(json.dumps({'size': os.path.getsize('/mnt/data/empty.txt')}))"
+    logs = printed_in_new_thread(client, scripted_model, [empty.id], size)
     assert json.loads(logs) == {"size": 0}
 
 

@@ -13,7 +13,8 @@ import httpx
 import openai
 import pytest
 
-from tests.scripted_model import Code, ScriptedModel, Text
+from tests.code_runs import printed_in_new_thread
+from tests.scripted_model import ScriptedModel
 
 pytestmark = pytest.mark.slow
 
@@ -46,27 +47,6 @@ def refused_upload(http: httpx.Client, filename: bytes) -> dict[str, object]:
     return response.json()["error"]  # type: ignore[no-any-return]
 
 
-def listing_of_mnt_data(
-    client: openai.OpenAI, scripted_model: ScriptedModel, file_ids: list[str], code: str
-) -> str:
-    """What `code` printed in a new thread's session holding these files."""
-    assistant = client.beta.assistants.create(
-        model="m",
-        tools=[{"type": "code_interpreter"}],
-        tool_resources={"code_interpreter": {"file_ids": file_ids}},
-    )
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "list"}])
-    scripted_model.script(Code(code), Text("listed"))
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-    )
-    assert run.status == "completed", run.last_error
-    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc")
-    details = steps.data[0].step_details
-    assert details.type == "tool_calls"
-    return "".join(o.logs for o in details.tool_calls[0].code_interpreter.outputs if o.type == "logs")
-
-
 LIST_AND_PROBE = (
     "import json, os\n"
     "print(json.dumps({'data': sorted(os.listdir('/mnt/data')),"
@@ -85,7 +65,7 @@ def test_f4_path_names_are_reduced_to_their_basename_and_land_in_mnt_data_only(
     assert [r.json()["filename"] for r in (dotted, absolute, windows)] == ["x.csv", "x.csv", "win.csv"]
 
     printed = json.loads(
-        listing_of_mnt_data(
+        printed_in_new_thread(
             client, scripted_model, [dotted.json()["id"], absolute.json()["id"], windows.json()["id"]],
             LIST_AND_PROBE,
         )
@@ -154,7 +134,7 @@ def test_f5_unicode_twins_are_stored_nfc_and_collide_deterministically(
 
     ids = [r.json()["id"] for r in responses]
     for order in (ids, [ids[1], ids[0], *ids[2:]]):
-        printed = json.loads(listing_of_mnt_data(client, scripted_model, order, LIST_AND_PROBE))
+        printed = json.loads(printed_in_new_thread(client, scripted_model, order, LIST_AND_PROBE))
         first, second = ("decomposed", "composed") if order is ids else ("composed", "decomposed")
         # The first attached keeps the name; the twin gets " (2)" — the same every time.
         assert printed["contents"] == {
