@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTBOX = Path(sys.executable).parent / "agentbox"
@@ -24,8 +24,7 @@ class LiveServer:
         self.api_key = api_key
         self._args = list(args)
         self._env = env
-        self._process: subprocess.Popen[str] | None = None
-        self._reader: threading.Thread | None = None
+        self._process: ServerProcess | None = None
         self.url = ""
         self.output: list[str] = []
 
@@ -56,35 +55,18 @@ class LiveServer:
             **self._env,
         }
         self.url = ""
-        self._process = subprocess.Popen(
+        self._process = ServerProcess(
             [str(AGENTBOX), "serve", "--host", "127.0.0.1", "--port", "0", *self._args],
+            READY,
+            self.output,
             cwd=self.data_dir.parent,
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
         )
-        assert self._process.stdout is not None
-        # A thread reads the output for the server's whole life: a pipe nobody drains fills up
-        # and blocks the server's logging, and a buffered reader beside select() can hide lines.
-        settled = threading.Event()
-        self._reader = threading.Thread(
-            target=self._read_output, args=(self._process.stdout, settled), daemon=True
-        )
-        self._reader.start()
-        if settled.wait(timeout_s) and self.url:
+        if ready := self._process.wait_ready(timeout_s):
+            self.url = ready.group(1)
             return self
         self.stop()
         raise RuntimeError("agentbox did not become ready:\n" + "".join(self.output))
-
-    def _read_output(self, stream: IO[str], settled: threading.Event) -> None:
-        """Collect every line; settle on the readiness line or at end of output."""
-        for line in stream:
-            self.output.append(line)
-            if not settled.is_set() and (match := READY.search(line)):
-                self.url = match.group(1)
-                settled.set()
-        settled.set()
 
     @property
     def pid(self) -> int:
@@ -93,32 +75,66 @@ class LiveServer:
 
     def kill(self) -> None:
         """SIGKILL, as a crash or the OOM killer ends it: no shutdown code runs."""
-        if self._process is None:
-            return
-        self._process.kill()
-        self._process.wait()
-        if self._reader is not None:
-            self._reader.join(timeout=20)
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-        self._process = self._reader = None
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        stop_process(self._process, self._reader)
-        self._process = self._reader = None
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
 
 
-def stop_process(process: subprocess.Popen[str], reader: threading.Thread | None) -> None:
-    """Terminate a server started by a test (killed if it takes 20 s), then its output reader."""
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    if reader is not None:
-        reader.join(timeout=20)
-    if process.stdout is not None:
-        process.stdout.close()
+class ServerProcess:
+    """A server process a test starts, its output collected into `output` by a thread for its whole
+    life: a pipe nobody drains fills up and blocks the server's logging, and a buffered reader beside
+    select() can hide lines. The first line matching `ready` is its readiness line."""
+
+    def __init__(self, argv: Sequence[str], ready: re.Pattern[str], output: list[str], **popen: Any) -> None:
+        self.output = output
+        self._ready = ready
+        self._match: re.Match[str] | None = None
+        self._settled = threading.Event()
+        self._process = subprocess.Popen(
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+        )
+        assert self._process.stdout is not None
+        self._reader = threading.Thread(target=self._read, args=(self._process.stdout,), daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def wait_ready(self, timeout_s: float) -> re.Match[str] | None:
+        """The readiness line's match; None when the output ended or timeout_s passed without it."""
+        self._settled.wait(timeout_s)
+        return self._match
+
+    def _read(self, stream: IO[str]) -> None:
+        """Collect every line; settle on the readiness line or at end of output."""
+        for line in stream:
+            self.output.append(line)
+            if self._match is None and (match := self._ready.search(line)):
+                self._match = match
+                self._settled.set()
+        self._settled.set()
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._reaped()
+
+    def stop(self) -> None:
+        """Terminate (killed if it takes 20 s)."""
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._reaped()
+
+    def _reaped(self) -> None:
+        self._process.wait()
+        self._reader.join(timeout=20)
+        if self._process.stdout is not None:
+            self._process.stdout.close()

@@ -14,17 +14,16 @@ import importlib.util
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
-from tests.live_server import stop_process
+from tests.live_server import ServerProcess
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
@@ -82,8 +81,7 @@ class LlamaServer:
             "--n_threads", str(os.cpu_count() or 1),
             "--verbose", "False",
         ]  # fmt: skip
-        self._process: subprocess.Popen[str] | None = None
-        self._reader: threading.Thread | None = None
+        self._process: ServerProcess | None = None
         self._recorder: ThreadingHTTPServer | None = None
         self._upstream_port = 0
         self.output: list[str] = []
@@ -99,22 +97,16 @@ class LlamaServer:
         return [e for e in self.exchanges if e.path.endswith("/chat/completions")]
 
     def start(self, timeout_s: float = 120) -> LlamaServer:
-        self._process = subprocess.Popen(
+        self._process = ServerProcess(
             [sys.executable, "-m", "llama_cpp.server", "--host", "127.0.0.1", "--port", "0", *self._args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            READY,
+            self.output,
         )
-        assert self._process.stdout is not None
-        settled = threading.Event()
-        # Drained for the server's whole life: a full pipe would block its logging.
-        self._reader = threading.Thread(
-            target=self._read_output, args=(self._process.stdout, settled), daemon=True
-        )
-        self._reader.start()
-        if not settled.wait(timeout_s) or not self._upstream_port:
+        ready = self._process.wait_ready(timeout_s)
+        if ready is None:
             self.stop()
             raise RuntimeError("llama_cpp.server did not start:\n" + "".join(self.output))
+        self._upstream_port = int(ready.group(1))
         models = httpx.get(f"http://127.0.0.1:{self._upstream_port}/v1/models", timeout=30).json()
         assert [m["id"] for m in models["data"]] == [MODEL_ALIAS], models
         self._recorder = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._upstream_port, self.exchanges))
@@ -122,23 +114,14 @@ class LlamaServer:
         threading.Thread(target=self._recorder.serve_forever, daemon=True).start()
         return self
 
-    def _read_output(self, stream: IO[str], settled: threading.Event) -> None:
-        for line in stream:
-            self.output.append(line)
-            if not settled.is_set() and (match := READY.search(line)):
-                self._upstream_port = int(match.group(1))
-                settled.set()
-        settled.set()
-
     def stop(self) -> None:
         if self._recorder is not None:
             self._recorder.shutdown()
             self._recorder.server_close()
             self._recorder = None
-        if self._process is None:
-            return
-        stop_process(self._process, self._reader)
-        self._process = self._reader = None
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
 
 
 def _handler(upstream_port: int, exchanges: list[Exchange]) -> type[BaseHTTPRequestHandler]:
