@@ -58,15 +58,14 @@ def live_server(
 @pytest.fixture
 def http(live_server: LiveServer) -> Iterator[httpx.Client]:
     """Plain HTTP to the live server's /v1 with the test key, for what an SDK would not send."""
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=live_server.base_url, headers=headers, timeout=30) as client:
+    with live_server.http() as client:
         yield client
 
 
 @pytest.fixture
 def client(live_server: LiveServer) -> Iterator[openai.OpenAI]:
     """The real openai SDK against the live server; no retries, so every error shows."""
-    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
+    with live_server.sdk() as client:
         yield client
 
 

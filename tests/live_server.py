@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
+import openai
+
 REPO = Path(__file__).resolve().parent.parent
 AGENTBOX = Path(sys.executable).parent / "agentbox"
 READY = re.compile(r"agentbox ready at (https?://\S+)/v1")
@@ -31,6 +34,15 @@ class LiveServer:
     @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
+
+    def sdk(self) -> openai.OpenAI:
+        """The real openai SDK on this server with its key; no retries, so every error shows."""
+        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0)
+
+    def http(self, timeout_s: float = 30) -> httpx.Client:
+        """Plain HTTP to /v1 with the key, for what an SDK would not send."""
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
 
     @property
     def port(self) -> int:

@@ -55,7 +55,7 @@ def server(
 
 @pytest.fixture
 def client(server: LiveServer, scripted_model: ScriptedModel) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as sdk:
+    with server.sdk() as sdk:
         yield sdk
 
 

@@ -60,14 +60,13 @@ def server(
 
 @pytest.fixture
 def http(server: LiveServer) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+    with server.http(timeout_s=60) as http:
         yield http
 
 
 @pytest.fixture
 def client(server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+    with server.sdk() as client:
         yield client
 
 

@@ -238,7 +238,7 @@ def test_a_slow_then_down_model_fails_runs_and_responses_naming_why(tmp_path: Pa
     env = {"AGENTBOX_MODEL_BASE_URL": model.base_url, "AGENTBOX_MODEL_TIMEOUT_S": "1"}
     server = LiveServer(tmp_path / "data", API_KEY, **env).start()
     try:
-        with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+        with server.sdk() as client:
             assistant = client.beta.assistants.create(model="m")
             model.script(Slow(3, Text("too late")))
             response = client.responses.create(model="m", input="hi")

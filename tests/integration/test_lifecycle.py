@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import openai
 import pytest
 
 from tests.conftest import API_KEY
@@ -15,7 +14,7 @@ from tests.scripted_model import Code, ScriptedModel, Text
 def test_without_a_model_runs_fail_at_once_saying_how_to_configure(tmp_path: Path) -> None:
     server = LiveServer(tmp_path / "data", API_KEY).start()
     try:
-        with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+        with server.sdk() as client:
             assistant = client.beta.assistants.create(
                 model="gpt-4o-mini", tools=[{"type": "code_interpreter"}]
             )
@@ -35,7 +34,7 @@ def test_restart_keeps_files_assistants_threads_messages_runs_and_steps(
     env = {"AGENTBOX_MODEL_BASE_URL": scripted_model.base_url}
     server = LiveServer(tmp_path / "data", API_KEY, **env).start()
     try:
-        with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+        with server.sdk() as client:
             uploaded = client.files.create(file=("notes.txt", b"kept bytes\n"), purpose="assistants")
             assistant = client.beta.assistants.create(
                 model="m",
@@ -53,7 +52,7 @@ def test_restart_keeps_files_assistants_threads_messages_runs_and_steps(
 
     server.start()
     try:
-        with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+        with server.sdk() as client:
             assert client.files.content(uploaded.id).read() == b"kept bytes\n"
             assert client.beta.assistants.retrieve(assistant.id).tool_resources.code_interpreter.file_ids == [  # type: ignore[union-attr]
                 uploaded.id
@@ -70,7 +69,7 @@ def test_restart_keeps_files_assistants_threads_messages_runs_and_steps(
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
 def test_listing_pages_through_everything_once(live_server: LiveServer, order: str) -> None:
-    with openai.OpenAI(base_url=live_server.base_url, api_key=API_KEY, max_retries=0) as client:
+    with live_server.sdk() as client:
         thread = client.beta.threads.create()
         made = [
             client.beta.threads.messages.create(thread_id=thread.id, role="user", content=f"m{i}").id
@@ -86,7 +85,7 @@ def test_a_run_past_its_expiry_ends_expired(tmp_path: Path, scripted_model: Scri
     env = {"AGENTBOX_MODEL_BASE_URL": scripted_model.base_url, "AGENTBOX_RUN_EXPIRES_S": "2"}
     server = LiveServer(tmp_path / "data", API_KEY, **env).start()
     try:
-        with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+        with server.sdk() as client:
             assistant = client.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
             thread = client.beta.threads.create(messages=[{"role": "user", "content": "slow"}])
             scripted_model.script(Code("import time\ntime.sleep(30)"), Text("never"))

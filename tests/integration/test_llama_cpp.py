@@ -73,7 +73,7 @@ def llama_agentbox(tmp_path_factory: pytest.TempPathFactory, llama: LlamaServer)
 
 @pytest.fixture
 def sdk(llama_agentbox: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=llama_agentbox.base_url, api_key=API_KEY, max_retries=0) as client:
+    with llama_agentbox.sdk() as client:
         yield client
 
 

@@ -85,7 +85,7 @@ def server(
 
 @pytest.fixture
 def api(server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+    with server.sdk() as client:
         yield client
 
 

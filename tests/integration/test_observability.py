@@ -46,7 +46,7 @@ def json_server(
 
 @pytest.fixture
 def client(json_server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=json_server.base_url, api_key=API_KEY, max_retries=0) as client:
+    with json_server.sdk() as client:
         yield client
 
 

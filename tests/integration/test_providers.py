@@ -342,7 +342,7 @@ def providers_server(
 def sdk(providers_server: LiveServer, plain: ScriptedModel, azure: ScriptedModel) -> Iterator[openai.OpenAI]:
     plain.reset()
     azure.reset()
-    with openai.OpenAI(base_url=providers_server.base_url, api_key=API_KEY, max_retries=0) as client:
+    with providers_server.sdk() as client:
         yield client
 
 

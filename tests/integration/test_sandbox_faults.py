@@ -53,7 +53,7 @@ def faults_server(
 
 @pytest.fixture
 def faults(faults_server: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=faults_server.base_url, api_key=API_KEY, max_retries=0) as client:
+    with faults_server.sdk() as client:
         yield client
 
 

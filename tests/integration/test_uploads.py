@@ -38,8 +38,7 @@ def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def capped_http(capped: LiveServer) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=capped.base_url, headers=headers, timeout=60) as http:
+    with capped.http(timeout_s=60) as http:
         yield http
 
 
@@ -107,7 +106,7 @@ def test_a_declared_length_far_past_the_cap_is_refused_and_the_sdk_sees_413(
     capped: LiveServer, capped_http: httpx.Client
 ) -> None:
     before_listed, before_disk = listed(capped_http), kept(capped)
-    sdk = openai.OpenAI(base_url=capped.base_url, api_key=API_KEY, max_retries=0)
+    sdk = capped.sdk()
     with sdk, pytest.raises(openai.APIStatusError) as refused:
         sdk.files.create(file=("huge.csv", io.BytesIO(b"z" * (8 * MiB))), purpose="assistants")
     assert refused.value.status_code == 413
