@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,7 +26,7 @@ from agentbox.errors import (
     Unauthorized,
 )
 from agentbox.ids import new_id
-from agentbox.store.blobs import storage_full
+from agentbox.store.blobs import DISK_FULL_ERRNOS, storage_full
 
 log = logging.getLogger(__name__)
 
@@ -131,34 +131,35 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _disk_full(exc: BaseException | None) -> bool:
-    """A full data dir anywhere down the chain: OSError ENOSPC, or SQLite's own words for it."""
+def _in_chain(exc: BaseException | None, found: Callable[[BaseException], bool]) -> bool:
+    """Whether `found` holds for the error or anything down its cause/context chain."""
     while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
+        if found(exc):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
 
 
-def _database_locked(exc: BaseException | None) -> bool:
+def _disk_full(exc: BaseException) -> bool:
+    """A full data dir: OSError ENOSPC/EDQUOT, or SQLite's own words for it."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL_ERRNOS
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+
+
+def _database_locked(exc: BaseException) -> bool:
     """SQLite gave up waiting (busy_timeout) for another writer's lock: busy, not broken."""
-    while exc is not None:
-        if isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc)
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if _database_locked(exc):
+    if _in_chain(exc, _database_locked):
         return JSONResponse(
             error_body("The database is busy with another writer; retry the request.", "server_error"),
             status_code=503,
             headers={"retry-after": "1"},
         )
-    if _disk_full(exc):
+    if _in_chain(exc, _disk_full):
         full = storage_full("the request's changes")
         return JSONResponse(error_body(full.message, "server_error", None, full.code), status_code=507)
     request_id = new_id("req_")

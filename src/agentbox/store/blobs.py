@@ -18,7 +18,7 @@ from typing import BinaryIO
 from agentbox.errors import PayloadTooLarge, StorageFull
 
 _CHUNK = 1 << 20
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def too_large(max_bytes: int) -> PayloadTooLarge:
@@ -46,7 +46,7 @@ def _disk_full_is_clear() -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in _DISK_FULL:
+        if exc.errno in DISK_FULL_ERRNOS:
             raise storage_full() from exc
         raise
 
