@@ -98,8 +98,14 @@ class Harness:
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(coro)
 
-    def run(self, code: str, key: str = "thread_a", files: Sequence[InputFile] = ()) -> Execution:
-        return self.call(self.manager.execute(key, code, files))
+    def run(
+        self,
+        code: str,
+        key: str = "thread_a",
+        files: Sequence[InputFile] = (),
+        timeout_s: float | None = None,
+    ) -> Execution:
+        return self.call(self.manager.execute(key, code, files, timeout_s=timeout_s))
 
     def wait(self, seconds: float) -> None:
         """Let the manager's own tasks (the reaper) run for a while."""

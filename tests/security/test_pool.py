@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agentbox.sandbox import InputFile
+from agentbox.sandbox import InputFile, SessionManager, datadir
 from tests.sandbox_fixtures import Harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
@@ -51,3 +53,25 @@ def test_a_claimed_sandbox_is_clean_and_never_reused(pooled: Harness, tmp_path: 
     second = pooled.run(look, key="thread_b")
     assert second.logs.strip() == "[] False"
     assert pooled.data_dir("thread_b") != first_dir
+
+
+def test_a_shutdown_mid_start_leaves_no_session_behind(tmp_path: Path, backend: str) -> None:
+    """Cancelling a start does not stop the thread mounting its fs and making its cgroup: a server
+    stopping while requests and the pool are still starting sandboxes must not leave those behind."""
+    if backend != "bubblewrap":
+        pytest.skip("the pool is backend-independent; measured once on the default backend")
+    sessions = tmp_path / "sessions"
+    for delay_s in (0.0, 0.001, 0.003, 0.01):
+        harness = Harness(sessions, pool_size=4, uid_base=1_330_000)
+
+        async def cancel_a_start(manager: SessionManager, delay_s: float) -> None:
+            started = asyncio.ensure_future(manager.execute("thread_a", "print(1)"))
+            await asyncio.sleep(delay_s)
+            started.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await started
+
+        harness.call(cancel_a_start(harness.manager, delay_s))
+        harness.close()
+        assert datadir.mounts_under(sessions) == [], delay_s
+        assert list(sessions.iterdir()) == [], delay_s

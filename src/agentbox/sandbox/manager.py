@@ -175,6 +175,12 @@ class SessionManager:
                     self._hold(slot, cgroup)
         if self._privileged:
             self._backend.sweep()
+        self._sweep_session_dirs()
+
+    def _sweep_session_dirs(self) -> None:
+        sessions_dir = self._config.sessions_dir
+        if not sessions_dir.is_dir():
+            return
         for mount_point in datadir.mounts_under(sessions_dir):
             datadir.remove_session_fs(mount_point)
         for entry in sessions_dir.iterdir():
@@ -204,6 +210,8 @@ class SessionManager:
         self._quarantine.clear()
         if self._privileged:
             await asyncio.to_thread(self._backend.sweep)
+        # A session a cancelled request was still creating is not in any list: leave no mount.
+        await asyncio.to_thread(self._sweep_session_dirs)
 
     @property
     def _privileged(self) -> bool:
@@ -331,12 +339,26 @@ class SessionManager:
         name = f"s{slot}-{secrets.token_hex(6)}"
         session = _Session(key, name, self._config.sessions_dir / name, uid, slot, None)
         memory_mb = self._key_settings.get(key, KeySettings()).memory_mb or self._config.memory_mb
+        creating = asyncio.ensure_future(asyncio.to_thread(self._create_session, session, memory_mb))
         try:
-            await asyncio.to_thread(self._create_session, session, memory_mb)
+            await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._discard_when_created(creating, session))
+            raise
         except BaseException:
             self._free_slots.append(slot)
             raise
         return session
+
+    async def _discard_when_created(self, creating: asyncio.Future[None], session: _Session) -> None:
+        """Cancelling does not stop the thread that mounts a session's fs and makes its cgroup (a
+        server shutting down mid-start): wait for it, then undo what it made, so nothing outlives us."""
+        try:
+            await creating
+        except Exception:
+            self._free_slots.append(session.slot)  # it failed and removed its own half
+            return
+        await self._teardown(session)
 
     async def _fill_pool(self) -> None:
         """Keep pool_size sandboxes started ahead; back off when starting one fails."""
