@@ -12,11 +12,23 @@ from typing import Any, Protocol
 
 from agentbox.errors import AgentboxError
 from agentbox.llm.base import Completion, ToolCall
+from agentbox.retrieval.results import SearchRequest, SearchResult
 from agentbox.sandbox import Execution, InputFile
 
 
 class RunFailed(AgentboxError):
     """The run cannot go on; its message becomes the run's error (its code, else server_error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileSearchSpec:
+    """The file_search tool of one run: where it searches and how many passages it returns."""
+
+    vector_store_ids: list[str]
+    max_num_results: int = 20
+    filters: dict[str, Any] | None = None
+    ranker: str = "auto"
+    score_threshold: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +53,8 @@ class Task:
     """Most code executions the model may ask for; past it the code tool is no longer offered."""
     response_format: Any = None
     reasoning_effort: str | None = None
+    file_search: FileSearchSpec | None = None
+    """Offer the file_search tool over these vector stores."""
     truncate: bool = False
     """Truncation auto: drop the oldest turns to fit the model's context window, and on the
     provider's context-length refusal cut harder and retry the turn once."""
@@ -99,8 +113,32 @@ class FunctionSink(Protocol):
         ...
 
 
+class Searcher(Protocol):
+    """Runs the model's file_search queries (engine/vector_stores.py)."""
+
+    async def search(self, request: SearchRequest) -> list[SearchResult]: ...
+
+
+class SearchSink(Protocol):
+    """One call of the file_search tool: started when the model starts writing it."""
+
+    async def arguments(self, piece: str) -> None: ...
+
+    async def searching(self, queries: list[str]) -> None:
+        """The queries are known and the search starts (Responses: `searching` event)."""
+        ...
+
+    async def finish(self, queries: list[str], results: list[SearchResult]) -> None:
+        """Record what the search found (a run step, a file_search_call item)."""
+        ...
+
+    async def reject(self, call: ToolCall, problem: str) -> None: ...
+
+
 class Surface(Protocol):
     def message(self) -> MessageSink: ...
+
+    async def search_call(self, model_call_id: str | None) -> SearchSink: ...
 
     async def code_call(self, model_call_id: str | None) -> CodeSink: ...
 

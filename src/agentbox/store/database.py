@@ -22,6 +22,7 @@ from agentbox.store import tables
 from agentbox.store.records import (
     AgentVersionRecord,
     AssistantRecord,
+    ChunkRecord,
     ContainerFileRecord,
     ContainerRecord,
     ConversationItemRecord,
@@ -34,6 +35,9 @@ from agentbox.store.records import (
     RunStatus,
     StepRecord,
     ThreadRecord,
+    VectorStoreFileBatchRecord,
+    VectorStoreFileRecord,
+    VectorStoreRecord,
 )
 
 R = TypeVar("R")
@@ -54,6 +58,10 @@ _TABLE_OF: dict[type[Any], Table] = {
     ContainerRecord: tables.containers,
     ContainerFileRecord: tables.container_files,
     AgentVersionRecord: tables.agent_versions,
+    VectorStoreRecord: tables.vector_stores,
+    VectorStoreFileRecord: tables.vector_store_files,
+    VectorStoreFileBatchRecord: tables.vector_store_file_batches,
+    ChunkRecord: tables.chunks,
 }
 _NOUN_OF: dict[type[Any], str] = {
     FileRecord: "file",
@@ -68,6 +76,10 @@ _NOUN_OF: dict[type[Any], str] = {
     ContainerRecord: "container",
     ContainerFileRecord: "container file",
     AgentVersionRecord: "agent version",
+    VectorStoreRecord: "vector store",
+    VectorStoreFileRecord: "vector store file",
+    VectorStoreFileBatchRecord: "vector store file batch",
+    ChunkRecord: "chunk",
 }
 
 

@@ -53,6 +53,10 @@ class AssistantRecord:
     """Files given to the code interpreter (tool_resources.code_interpreter.file_ids)."""
     metadata: dict[str, str] = field(default_factory=dict)
     temperature: float | None = None
+    search_store_ids: list[str] = field(default_factory=list)
+    """tool_resources.file_search.vector_store_ids."""
+    code_store_ids: list[str] = field(default_factory=list)
+    """tool_resources.code_interpreter.vector_store_ids: their files go to /mnt/data too."""
     top_p: float | None = None
     response_format: Any = None
 
@@ -63,6 +67,10 @@ class ThreadRecord:
     created_at: int
     file_ids: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    search_store_ids: list[str] = field(default_factory=list)
+    """tool_resources.file_search.vector_store_ids (one store at most, as on OpenAI)."""
+    code_store_ids: list[str] = field(default_factory=list)
+    """tool_resources.code_interpreter.vector_store_ids."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,3 +208,65 @@ class AgentVersionRecord:
     """The prompt agent definition: kind, model, instructions, tools, …"""
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VectorStoreRecord:
+    id: str
+    created_at: int
+    name: str | None = None
+    status: str = "completed"
+    """expired | in_progress | completed (in_progress while any of its files is)."""
+    usage_bytes: int = 0
+    last_active_at: int | None = None
+    expires_after: Json | None = None
+    """{"anchor": "last_active_at", "days": N} or None (never expires)."""
+    expires_at: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    chunking_strategy: Json = field(default_factory=dict)
+    """The store's default for files attached without one: {"type": "static", "static": {...}}."""
+    thread_id: str | None = None
+    """Set for the store a thread's message attachments made (the automatic store, 7 days' expiry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VectorStoreFileRecord:
+    id: str
+    """Our own key (vsf_…); on the wire a vector store file's id is its file_id."""
+    created_at: int
+    vector_store_id: str
+    file_id: str
+    status: str = "in_progress"
+    """in_progress | completed | cancelled | failed."""
+    usage_bytes: int = 0
+    last_error: Json | None = None
+    """{"code": "server_error" | "unsupported_file" | "invalid_file", "message": …} when failed."""
+    chunking_strategy: Json = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorStoreFileBatchRecord:
+    id: str
+    created_at: int
+    vector_store_id: str
+    status: str = "in_progress"
+    """in_progress | completed | cancelled | failed."""
+    file_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """One chunk of a vector store file's text; the chunks_fts index (SQLite FTS5) mirrors `text`."""
+
+    id: str
+    created_at: int
+    vector_store_id: str
+    file_id: str
+    position: int
+    """Its order in the file, from 0."""
+    text: str
+    tokens: int
+    embedding: list[float] | None = None
+    """From the embeddings endpoint when one is configured."""

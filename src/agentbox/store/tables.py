@@ -37,6 +37,8 @@ assistants = Table(
     Column("temperature", Float),
     Column("top_p", Float),
     Column("response_format", JSON),
+    Column("search_store_ids", JSON, nullable=False, default=list),
+    Column("code_store_ids", JSON, nullable=False, default=list),
 )
 
 threads = Table(
@@ -47,6 +49,8 @@ threads = Table(
     Column("created_at", Integer, nullable=False),
     Column("file_ids", JSON, nullable=False),
     Column("metadata", JSON, nullable=False),
+    Column("search_store_ids", JSON, nullable=False, default=list),
+    Column("code_store_ids", JSON, nullable=False, default=list),
 )
 
 messages = Table(
@@ -189,4 +193,67 @@ agent_versions = Table(
     Column("metadata", JSON, nullable=False),
     Column("definition", JSON, nullable=False),
     Index("ix_agent_versions_name", "name", "seq"),
+)
+
+vector_stores = Table(
+    "vector_stores",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("name", Text),
+    Column("status", String(16), nullable=False),
+    Column("usage_bytes", Integer, nullable=False),
+    Column("last_active_at", Integer),
+    Column("expires_after", JSON),
+    Column("expires_at", Integer),
+    Column("metadata", JSON, nullable=False),
+    Column("chunking_strategy", JSON, nullable=False),
+    Column("thread_id", String(64)),
+)
+
+vector_store_files = Table(
+    "vector_store_files",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("vector_store_id", String(64), nullable=False),
+    Column("file_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("usage_bytes", Integer, nullable=False),
+    Column("last_error", JSON),
+    Column("chunking_strategy", JSON, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("batch_id", String(64)),
+    Index("ux_vector_store_files", "vector_store_id", "file_id", unique=True),
+    Index("ix_vector_store_files_batch", "batch_id"),
+)
+
+vector_store_file_batches = Table(
+    "vector_store_file_batches",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("vector_store_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("file_ids", JSON, nullable=False),
+)
+
+# Full-text search over `text` lives in chunks_fts, an SQLite FTS5 table with chunks as its
+# external content (migration 0004); it is not declared here because SQLAlchemy Core has no FTS5.
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("vector_store_id", String(64), nullable=False),
+    Column("file_id", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("embedding", JSON),
+    Index("ix_chunks_store_file", "vector_store_id", "file_id", "position"),
 )
