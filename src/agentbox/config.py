@@ -60,6 +60,17 @@ class Settings(BaseSettings):
         "(docs/models.md); names it does not match go to AGENTBOX_MODEL_BASE_URL.",
     )
     model_timeout_s: float = Field(120.0, description="Timeout of one model request.")
+    embeddings_base_url: str = Field(
+        "",
+        description="OpenAI-compatible /v1/embeddings endpoint for file_search (OpenAI, Azure, vLLM, "
+        "Ollama, llama.cpp), e.g. http://localhost:8080/v1. When set, vector store chunks are embedded "
+        "and search fuses dense and full-text ranking; when empty, full text alone ranks.",
+    )
+    embeddings_model: str = Field(
+        "text-embedding-3-small", description="The model AGENTBOX_EMBEDDINGS_BASE_URL is asked for."
+    )
+    embeddings_api_key: str = Field("", description="API key for the embeddings endpoint.")
+    embeddings_timeout_s: float = Field(60.0, gt=0, description="Timeout of one embeddings request.")
     exec_timeout_s: float = Field(
         60.0, description="Wall clock per code cell; past it the cell is interrupted."
     )

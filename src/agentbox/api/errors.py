@@ -108,7 +108,8 @@ def _names(loc: Any) -> list[str]:
     """The client's path to a value, without pydantic's union-member tags: 'str', 'list[...]', and
     the discriminator of a part shaped {"type": "image_file", "image_file": {…}} (the tag repeats).
     The first name is always the client's own ('include[]')."""
-    path = [str(p) for p in loc if p not in _WHERE]
+    # Only the leading location goes: a body field may be named "query" (vector store search).
+    path = [str(p) for p in (loc[1:] if loc and loc[0] in _WHERE else loc)]
     return [
         p
         for i, p in enumerate(path)

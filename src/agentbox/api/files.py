@@ -19,6 +19,7 @@ from agentbox.api.deps import BlobsDep, StoreDep
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
 from agentbox.api.uploads import UPLOAD_RESPONSES, upload_form
+from agentbox.api.vector_stores import VectorStoresDep
 from agentbox.errors import InvalidRequest, NotFound
 from agentbox.ids import new_id, now
 from agentbox.store.records import FileRecord
@@ -125,8 +126,11 @@ async def retrieve_file(store: StoreDep, file_id: str) -> wire.FileObject:
 
 
 @router.delete("/files/{file_id}")
-async def delete_file(store: StoreDep, blobs: BlobsDep, file_id: str) -> wire.DeletedObject:
+async def delete_file(
+    store: StoreDep, blobs: BlobsDep, vector_stores: VectorStoresDep, file_id: str
+) -> wire.DeletedObject:
     record = await store.get(FileRecord, file_id)
+    await vector_stores.forget_file(file_id)  # it leaves every vector store it was in
     await store.remove(FileRecord, file_id)
     await blobs.delete(record.path)
     return wire.deleted_object(file_id, "file")
