@@ -25,6 +25,8 @@ from agentbox.api import (
     runs,
     threads,
     tokens,
+    vector_store_files,
+    vector_stores,
 )
 from agentbox.api.deps import require_key
 from agentbox.config import Settings
@@ -36,8 +38,10 @@ from agentbox.engine.execs import ExecService
 from agentbox.engine.loop import AgentLoop, LoopLimits
 from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
+from agentbox.engine.vector_stores import VectorStoreService
 from agentbox.llm.router import ModelRouter
 from agentbox.logs import AccessLog
+from agentbox.retrieval.embeddings import Embedder
 from agentbox.sandbox import SessionManager
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
@@ -45,6 +49,8 @@ from agentbox.store.database import Store
 # The Responses generation's routers: /v1 carries them, and so do Foundry's OpenAI-client prefixes
 # (api/foundry.py), there beside /files. A new one is added here and nowhere else.
 RESPONSES_MODULES = (responses, conversations, containers)
+# Vector stores serve both generations: /v1, the classic Azure prefixes and Foundry's.
+VECTOR_STORE_MODULES = (vector_stores, vector_store_files)
 
 
 def build_app(
@@ -63,10 +69,26 @@ def build_app(
         idle_minutes=settings.container_idle_minutes,
         memory_max_mb=settings.container_memory_max_mb,
     )
+    embedder = (
+        Embedder(
+            settings.embeddings_base_url,
+            settings.embeddings_model,
+            settings.embeddings_api_key,
+            timeout_s=settings.embeddings_timeout_s,
+        )
+        if settings.embeddings_base_url
+        else None
+    )
+    vector_store_service = VectorStoreService(store, blobs, embedder)
     events = RunEvents()
-    loop = AgentLoop(model, sandbox, LoopLimits(max_tool_steps=settings.max_tool_steps))
+    loop = AgentLoop(
+        model, sandbox, LoopLimits(max_tool_steps=settings.max_tool_steps), searcher=vector_store_service
+    )
     engine = RunEngine(
-        store, AssistantsRunner(store, blobs, loop, events), events, run_ttl_s=settings.run_expires_s
+        store,
+        AssistantsRunner(store, blobs, loop, events, vector_stores=vector_store_service),
+        events,
+        run_ttl_s=settings.run_expires_s,
     )
 
     @contextlib.asynccontextmanager
@@ -74,6 +96,7 @@ def build_app(
         store.migrate()
         await sandbox.start()
         await container_service.start()
+        await vector_store_service.start()
         try:
             await app.state.responses.recover()
             async with engine.open():
@@ -81,6 +104,7 @@ def build_app(
                     on_ready()
                 yield
         finally:
+            await vector_store_service.aclose()
             await container_service.aclose()
             await sandbox.aclose()
             await model.aclose()
@@ -92,6 +116,7 @@ def build_app(
     app.state.sandbox = sandbox
     app.state.engine = engine
     app.state.containers = container_service
+    app.state.vector_stores = vector_store_service
     app.state.execs = ExecService(container_service, sandbox)
     app.state.conversations = conversation_service = ConversationService(store)
     app.state.responses = ResponsesService(
@@ -113,7 +138,7 @@ def build_app(
 
     classic = APIRouter(dependencies=[Depends(require_key)])
     # runs first: its POST /threads/runs must win over threads' POST /threads/{thread_id}.
-    for module in (files, assistants, runs, threads, messages):
+    for module in (files, assistants, runs, threads, messages, *VECTOR_STORE_MODULES):
         classic.include_router(module.router)
     api = APIRouter(dependencies=[Depends(require_key)])
     api.include_router(classic)
@@ -124,7 +149,7 @@ def build_app(
     app.include_router(api, prefix="/v1")
     mcp.mount(app)  # the MCP server at /mcp, same keys as /v1; its sessions run in the lifespan
     azure.mount(app, classic)  # the classic agents' prefixes carry the Assistants generation only
-    foundry.mount(app, [module.router for module in (files, *RESPONSES_MODULES)])
+    foundry.mount(app, [module.router for module in (files, *RESPONSES_MODULES, *VECTOR_STORE_MODULES)])
     if settings.identity_header:
         app.include_router(tokens.router)
 

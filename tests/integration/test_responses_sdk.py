@@ -437,7 +437,6 @@ def test_an_unknown_include_is_400(http: httpx.Client) -> None:
     [
         {"type": "web_search_preview"},
         {"type": "web_search"},
-        {"type": "file_search", "vector_store_ids": ["vs_1"]},
         {"type": "image_generation"},
         {"type": "computer_use_preview", "display_width": 800, "display_height": 600, "environment": "linux"},
     ],

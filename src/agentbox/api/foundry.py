@@ -19,8 +19,9 @@ from agentbox.api import wire
 from agentbox.api.deps import StoreDep, require_key
 from agentbox.api.listing import ListDep
 from agentbox.api.schemas import Metadata, _check_metadata
-from agentbox.engine import agents, file_search
+from agentbox.engine import agents
 from agentbox.engine.file_types import check_code_interpreter_file
+from agentbox.engine.responses import search_calls
 from agentbox.errors import InvalidRequest, NotFound
 from agentbox.store.database import Store
 from agentbox.store.records import AgentVersionRecord, FileRecord, Page
@@ -70,7 +71,18 @@ class FunctionTool(_Body):
     strict: bool | None = None
 
 
-TOOLS: dict[str, type[_Body]] = {"code_interpreter": CodeInterpreterTool, "function": FunctionTool}
+class FileSearchTool(_Body):
+    """Its stores, filters and ranking are checked as a response's tool is (search_calls.tool_spec)."""
+
+    type: Literal["file_search"]
+    vector_store_ids: list[str]
+
+
+TOOLS: dict[str, type[_Body]] = {
+    "code_interpreter": CodeInterpreterTool,
+    "function": FunctionTool,
+    "file_search": FileSearchTool,
+}
 
 
 class PromptDefinition(_Body):
@@ -165,7 +177,6 @@ router = APIRouter()
 
 
 def checked_tools(tools: list[dict[str, Any]]) -> list[_Body]:
-    file_search.check_tools(tools, "definition.tools")
     checked = []
     for index, tool in enumerate(tools):
         where = f"definition.tools[{index}]"
@@ -173,7 +184,8 @@ def checked_tools(tools: list[dict[str, Any]]) -> list[_Body]:
         model = TOOLS.get(kind) if isinstance(kind, str) else None
         if model is None:
             raise InvalidRequest(
-                f"agentbox does not run the tool type {kind!r}; it runs code_interpreter and function tools.",
+                f"agentbox does not run the tool type {kind!r}; it runs code_interpreter, file_search "
+                "and function tools.",
                 param=f"{where}.type",
                 code="unsupported_tool",
             )
@@ -200,9 +212,9 @@ def _tool_error(where: str, exc: ValidationError) -> InvalidRequest:
 async def _create(store: Store, name: str, body: CreateAgentVersion) -> AgentVersionRecord:
     agents.check_name(name)
     tools = checked_tools(body.definition.tools)
-    # Extra fields are stored and shown back: a file_search tool_choice would look accepted.
-    file_search.check_tool_choice(getattr(body.definition, "tool_choice", None), "definition.tool_choice")
     for index, tool in enumerate(tools):
+        if isinstance(tool, FileSearchTool):
+            await search_calls.tool_spec(store, tool.model_dump(), f"definition.tools[{index}]")
         if isinstance(tool, CodeInterpreterTool) and isinstance(tool.container, AutoContainer):
             param = f"definition.tools[{index}].container.file_ids"
             for file_id in tool.container.file_ids:

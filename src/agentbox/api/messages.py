@@ -11,10 +11,12 @@ from agentbox.api.deps import StoreDep
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
 from agentbox.api.schemas import CreateMessage, UpdateMetadata
-from agentbox.engine import file_search
+from agentbox.api.vector_stores import VectorStoresDep
 from agentbox.engine.file_types import check_code_interpreter_file, for_code_interpreter
+from agentbox.engine.search_resources import attach_to_thread, for_file_search
 from agentbox.errors import Conflict, InvalidRequest, NotFound
 from agentbox.ids import new_id, now
+from agentbox.retrieval import extract
 from agentbox.store.database import Store
 from agentbox.store.records import FileRecord, MessageRecord, ThreadRecord
 
@@ -38,12 +40,18 @@ async def message_record(store: Store, thread_id: str, body: CreateMessage, para
     if not content:
         raise InvalidRequest("A message needs at least one content part.", param=f"{param}.content")
     attachments = [a.model_dump() for a in body.attachments or []]
-    file_search.check_attachments(attachments, f"{param}.attachments")
     for index, attachment in enumerate(attachments):
         where = f"{param}.attachments"
         record = await _require_file(store, attachment["file_id"], "attachments", where)
         if for_code_interpreter(attachment):
             check_code_interpreter_file(record, f"{where}[{index}].file_id")
+        if for_file_search(attachment) and not extract.is_supported(record.filename):
+            raise InvalidRequest(
+                f"File '{record.filename}' ({record.id}) can't be searched: file_search reads "
+                f"{', '.join(sorted(extract.SUPPORTED_EXTENSIONS))} files.",
+                param=f"{where}[{index}].file_id",
+                code="unsupported_file",
+            )
     return MessageRecord(
         id=new_id("msg_"),
         created_at=now(),
@@ -65,15 +73,18 @@ async def _require_file(store: Store, file_id: str, where: str, param: str) -> F
 
 
 @router.post("/threads/{thread_id}/messages")
-async def create_message(store: StoreDep, thread_id: str, body: CreateMessage) -> wire.MessageObject:
+async def create_message(
+    store: StoreDep, stores: VectorStoresDep, thread_id: str, body: CreateMessage
+) -> wire.MessageObject:
     await store.get(ThreadRecord, thread_id)
     active = await store.active_run(thread_id)
     if active is not None:
         raise Conflict(
             f"Can't add messages to {thread_id} while a run {active.id} is active.", param="thread_id"
         )
-    record = await message_record(store, thread_id, body, "message")
-    return wire.message_object(await store.add(record))
+    record = await store.add(await message_record(store, thread_id, body, "message"))
+    await attach_to_thread(stores, store, thread_id, [record])  # file_search attachments
+    return wire.message_object(record)
 
 
 @router.get("/threads/{thread_id}/messages")

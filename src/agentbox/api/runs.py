@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -20,8 +21,9 @@ from agentbox.api.schemas import (
     UpdateMetadata,
 )
 from agentbox.api.threads import create_thread_record
-from agentbox.engine import file_search
+from agentbox.api.vector_stores import VectorStoresDep
 from agentbox.engine.runs import RunEngine, RunRequest
+from agentbox.engine.search_resources import VectorStores, attach_to_thread
 from agentbox.store.database import Store
 from agentbox.store.records import RunRecord, StepRecord, ThreadRecord
 
@@ -36,16 +38,17 @@ RUN_OR_EVENTS: dict[int | str, dict[str, Any]] = {
     }
 }
 
-# The one value OpenAI defines; agentbox has no file_search, so it adds nothing to the answer, but
-# anything else is a client mistake worth naming.
+# The one value OpenAI defines: file_search steps show their results' passages; anything else is a
+# client mistake worth naming.
 StepInclude = Literal["step_details.tool_calls[*].file_search.results[*].content"]
 
 
-def _step_includes(include: Annotated[list[StepInclude] | None, Query(alias="include[]")] = None) -> None:
-    return None
+def _step_includes(include: Annotated[list[StepInclude] | None, Query(alias="include[]")] = None) -> bool:
+    """Whether the steps show the passages their file_search calls found."""
+    return bool(include)
 
 
-INCLUDES = [Depends(_step_includes)]
+WithContent = Annotated[bool, Depends(_step_includes)]
 
 # openai-python's poller honours this header; without it it sleeps a full second between polls.
 POLL_AFTER_MS = "100"
@@ -63,20 +66,15 @@ _OPTION_FIELDS = (
 )
 
 
-def _refuse_file_search(body: CreateRun) -> None:
-    """Checked before anything is stored: create-thread-and-run would otherwise leave its thread."""
-    file_search.check_tools([t.model_dump() for t in body.tools or []])
-    file_search.check_tool_choice(_plain(body.tool_choice))
-    for index, message in enumerate(body.additional_messages or []):
-        attachments = [a.model_dump() for a in message.attachments or []]
-        file_search.check_attachments(attachments, f"additional_messages[{index}].attachments")
-
-
-async def _start_run(store: Store, engine: RunEngine, thread_id: str, body: CreateRun) -> RunRecord:
+async def _start_run(
+    store: Store, stores: VectorStores, engine: RunEngine, thread_id: str, body: CreateRun
+) -> RunRecord:
     extra = [
         await message_record(store, thread_id, m, f"additional_messages[{i}]")
         for i, m in enumerate(body.additional_messages or [])
     ]
+    # Their file_search attachments join the thread's store before the run reads the thread.
+    await attach_to_thread(stores, store, thread_id, extra)
     options = {
         name: _plain(getattr(body, name)) for name in _OPTION_FIELDS if getattr(body, name) is not None
     }
@@ -104,24 +102,34 @@ def _answer(run: RunRecord, response: Response) -> wire.RunObject:
     return wire.run_object(run)
 
 
-@router.post("/threads/{thread_id}/runs", response_model=None, responses=RUN_OR_EVENTS, dependencies=INCLUDES)
+@router.post("/threads/{thread_id}/runs", response_model=None, responses=RUN_OR_EVENTS)
 async def create_run(
-    store: StoreDep, engine: EngineDep, response: Response, thread_id: str, body: CreateRun
+    store: StoreDep,
+    stores: VectorStoresDep,
+    engine: EngineDep,
+    response: Response,
+    thread_id: str,
+    body: CreateRun,
+    with_content: WithContent,
 ) -> wire.RunObject | StreamingResponse:
     await store.get(ThreadRecord, thread_id)
-    _refuse_file_search(body)
-    run = await _start_run(store, engine, thread_id, body)
-    return sse.run_stream(engine.events, run.id) if body.stream else _answer(run, response)
+    run = await _start_run(store, stores, engine, thread_id, body)
+    if body.stream:
+        return sse.run_stream(engine.events, run.id, with_content=with_content)
+    return _answer(run, response)
 
 
 @router.post("/threads/runs", response_model=None, responses=RUN_OR_EVENTS)
 async def create_thread_and_run(
-    store: StoreDep, engine: EngineDep, response: Response, body: CreateThreadAndRun
+    store: StoreDep, stores: VectorStoresDep, engine: EngineDep, response: Response, body: CreateThreadAndRun
 ) -> wire.RunObject | StreamingResponse:
-    _refuse_file_search(body)
-    file_search.check_tool_resources(body.tool_resources.model_dump() if body.tool_resources else None)
-    thread = await create_thread_record(store, body.thread or CreateThread(), "thread.")
-    run = await _start_run(store, engine, thread.id, body)
+    thread_body = body.thread or CreateThread()
+    prefix = "thread."
+    if thread_body.tool_resources is None and body.tool_resources is not None:
+        # The request's own tool_resources serve the thread it makes.
+        thread_body, prefix = thread_body.model_copy(update={"tool_resources": body.tool_resources}), ""
+    thread = await create_thread_record(store, stores, thread_body, prefix)
+    run = await _start_run(store, stores, engine, thread.id, body)
     return sse.run_stream(engine.events, run.id, thread=thread) if body.stream else _answer(run, response)
 
 
@@ -169,18 +177,20 @@ async def cancel_run(engine: EngineDep, thread_id: str, run_id: str) -> wire.Run
     return wire.run_object(await engine.cancel(thread_id, run_id))
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/steps", dependencies=INCLUDES)
+@router.get("/threads/{thread_id}/runs/{run_id}/steps")
 async def list_steps(
-    store: StoreDep, thread_id: str, run_id: str, page: ListDep
+    store: StoreDep, thread_id: str, run_id: str, page: ListDep, with_content: WithContent
 ) -> wire.ListObject[wire.StepObject]:
     await store.get(RunRecord, run_id, thread_id=thread_id)
     found = await store.page(
         StepRecord, limit=page.limit, order=page.order, after=page.after, before=page.before, run_id=run_id
     )
-    return wire.list_object(found, wire.step_object)
+    return wire.list_object(found, partial(wire.step_object, with_content=with_content))
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}", dependencies=INCLUDES)
-async def retrieve_step(store: StoreDep, thread_id: str, run_id: str, step_id: str) -> wire.StepObject:
+@router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def retrieve_step(
+    store: StoreDep, thread_id: str, run_id: str, step_id: str, with_content: WithContent
+) -> wire.StepObject:
     await store.get(RunRecord, run_id, thread_id=thread_id)
-    return wire.step_object(await store.get(StepRecord, step_id, run_id=run_id))
+    return wire.step_object(await store.get(StepRecord, step_id, run_id=run_id), with_content)

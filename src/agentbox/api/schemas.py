@@ -32,9 +32,25 @@ class FunctionDefinition(_Body):
     parameters: dict[str, Any] | None = None
 
 
-class BuiltinTool(_Body):
+class CodeInterpreterTool(_Body):
     model_config = ConfigDict(extra="allow")
-    type: Literal["code_interpreter", "file_search"]
+    type: Literal["code_interpreter"]
+
+
+class RankingOptions(_Body):
+    ranker: Literal["auto", "default_2024_08_21"] = "auto"
+    score_threshold: float = Field(0.0, ge=0, le=1)
+
+
+class FileSearchOptions(_Body):
+    max_num_results: int | None = Field(None, ge=1, le=50)
+    ranking_options: RankingOptions | None = None
+
+
+class FileSearchTool(_Body):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["file_search"]
+    file_search: FileSearchOptions | None = None
 
 
 class FunctionTool(_Body):
@@ -42,16 +58,34 @@ class FunctionTool(_Body):
     function: FunctionDefinition
 
 
-Tool = Annotated[BuiltinTool | FunctionTool, Field(discriminator="type")]
+Tool = Annotated[CodeInterpreterTool | FileSearchTool | FunctionTool, Field(discriminator="type")]
 
 
 class CodeInterpreterResources(_Body):
     file_ids: list[str] = Field(default_factory=list, max_length=20)
+    vector_store_ids: list[str] | None = None
+    """Stores whose completed files are placed in /mnt/data too (the classic Azure agents' and
+    OpenAI .NET's CodeInterpreterToolResources.VectorStoreIds)."""
+
+
+class NewVectorStore(_Body):
+    """tool_resources.file_search.vector_stores: a store made with these files and attached."""
+
+    file_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    chunking_strategy: dict[str, Any] | None = None
+    metadata: Metadata | None = None
+
+    _metadata = field_validator("metadata")(_check_metadata)
+
+
+class FileSearchResources(_Body):
+    vector_store_ids: list[str] | None = Field(None, max_length=1)
+    vector_stores: list[NewVectorStore] | None = Field(None, max_length=1)
 
 
 class ToolResources(_Body):
     code_interpreter: CodeInterpreterResources | None = None
-    file_search: Any = None  # declared only to be refused (engine/file_search.py), never dropped silently
+    file_search: FileSearchResources | None = None
 
 
 class AttachmentTool(_Body):

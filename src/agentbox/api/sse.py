@@ -17,11 +17,11 @@ from agentbox.engine.events import DONE, Delta, RunEvents
 from agentbox.store.records import MessageRecord, RunRecord, StepRecord, ThreadRecord
 
 
-def _data(name: str, payload: Any) -> Any:
+def _data(name: str, payload: Any, with_content: bool = False) -> Any:
     if isinstance(payload, RunRecord):
         return wire.run_object(payload).model_dump(mode="json")
     if isinstance(payload, StepRecord):
-        return wire.step_object(payload).model_dump(mode="json")
+        return wire.step_object(payload, with_content).model_dump(mode="json")
     if isinstance(payload, MessageRecord):
         return wire.message_object(payload).model_dump(mode="json")
     if isinstance(payload, Delta):
@@ -37,25 +37,32 @@ def frame(name: str, data: Any) -> bytes:
     return f"event: {name}\ndata: {body}\n\n".encode("ascii")
 
 
-async def _frames(events: RunEvents, run_id: str, start: int, first: list[bytes]) -> AsyncIterator[bytes]:
+async def _frames(
+    events: RunEvents, run_id: str, start: int, first: list[bytes], with_content: bool
+) -> AsyncIterator[bytes]:
     for chunk in first:
         yield chunk
     async for name, payload in events.follow(run_id, start):
         if name == DONE:
             break
-        yield frame(name, _data(name, payload))
+        yield frame(name, _data(name, payload, with_content))
         if name == PAUSE:
             break  # the client answers with submit_tool_outputs, which streams the rest
     yield frame(DONE, "[DONE]")
 
 
 def run_stream(
-    events: RunEvents, run_id: str, start: int = 0, thread: ThreadRecord | None = None
+    events: RunEvents,
+    run_id: str,
+    start: int = 0,
+    thread: ThreadRecord | None = None,
+    with_content: bool = False,
 ) -> StreamingResponse:
-    """The run's events from position `start` as an SSE response (a new thread's event first, if any)."""
+    """The run's events from position `start` as an SSE response (a new thread's event first, if any);
+    `with_content`: file_search steps show their passages (include[] of create run)."""
     first = [frame("thread.created", wire.thread_object(thread).model_dump(mode="json"))] if thread else []
     return StreamingResponse(
-        _frames(events, run_id, start, first),
+        _frames(events, run_id, start, first, with_content),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from agentbox.api import wire
-from agentbox.api.assistants import checked_file_ids
+from agentbox.api.assistants import resource_changes
 from agentbox.api.deps import SandboxDep, StoreDep
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.messages import message_record
-from agentbox.api.schemas import CreateThread, ToolResources, UpdateThread
-from agentbox.engine import file_search
+from agentbox.api.schemas import CreateThread, UpdateThread
+from agentbox.api.vector_stores import VectorStoresDep
+from agentbox.engine.search_resources import VectorStores, attach_to_thread
 from agentbox.errors import Conflict
 from agentbox.ids import new_id, now
 from agentbox.store.database import Store
@@ -21,35 +22,30 @@ from agentbox.store.records import ThreadRecord
 router = APIRouter(tags=["threads"], responses=ERROR_RESPONSES)
 
 
-async def create_thread_record(store: Store, body: CreateThread, prefix: str = "") -> ThreadRecord:
+async def create_thread_record(
+    store: Store, stores: VectorStores, body: CreateThread, prefix: str = ""
+) -> ThreadRecord:
     """The thread and its messages, all checked before any is stored; `prefix` is where the thread
-    sits in the request ('thread.' in create-thread-and-run), for the errors' `param`."""
-    file_search.check_tool_resources(_plain(body.tool_resources), f"{prefix}tool_resources")
-    thread = ThreadRecord(
-        id=new_id("thread_"),
-        created_at=now(),
-        file_ids=await checked_file_ids(
-            store, body.tool_resources, f"{prefix}tool_resources.code_interpreter.file_ids"
-        ),
-        metadata=body.metadata or {},
-    )
+    sits in the request ('thread.' in create-thread-and-run), for the errors' `param`. Files its
+    messages attach for file_search go to the thread's automatic vector store."""
+    thread_id = new_id("thread_")
     messages = [
-        await message_record(store, thread.id, m, f"{prefix}messages[{i}]")
+        await message_record(store, thread_id, m, f"{prefix}messages[{i}]")
         for i, m in enumerate(body.messages)
     ]
+    resources = await resource_changes(store, stores, body.tool_resources, f"{prefix}tool_resources")
+    thread = ThreadRecord(id=thread_id, created_at=now(), metadata=body.metadata or {}, **resources)
     await store.add(thread)
     for message in messages:
         await store.add(message)
-    return thread
-
-
-def _plain(resources: ToolResources | None) -> dict[str, Any] | None:
-    return resources.model_dump() if resources is not None else None
+    return await attach_to_thread(stores, store, thread.id, messages) or thread
 
 
 @router.post("/threads")
-async def create_thread(store: StoreDep, body: CreateThread | None = None) -> wire.ThreadObject:
-    return wire.thread_object(await create_thread_record(store, body or CreateThread()))
+async def create_thread(
+    store: StoreDep, stores: VectorStoresDep, body: CreateThread | None = None
+) -> wire.ThreadObject:
+    return wire.thread_object(await create_thread_record(store, stores, body or CreateThread()))
 
 
 @router.get("/threads/{thread_id}")
@@ -58,16 +54,13 @@ async def retrieve_thread(store: StoreDep, thread_id: str) -> wire.ThreadObject:
 
 
 @router.post("/threads/{thread_id}")
-async def update_thread(store: StoreDep, thread_id: str, body: UpdateThread) -> wire.ThreadObject:
+async def update_thread(
+    store: StoreDep, stores: VectorStoresDep, thread_id: str, body: UpdateThread
+) -> wire.ThreadObject:
     current = await store.get(ThreadRecord, thread_id)
-    file_search.check_tool_resources(_plain(body.tool_resources))
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = await resource_changes(store, stores, body.tool_resources)
     if body.metadata is not None:
         changes["metadata"] = body.metadata
-    if body.tool_resources is not None:
-        changes["file_ids"] = await checked_file_ids(
-            store, body.tool_resources, "tool_resources.code_interpreter.file_ids"
-        )
     if not changes:
         return wire.thread_object(current)
     return wire.thread_object(await store.change(ThreadRecord, thread_id, **changes))

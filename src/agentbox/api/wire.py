@@ -40,10 +40,16 @@ class FileObject(BaseModel):
 
 class CodeInterpreterResources(BaseModel):
     file_ids: list[str]
+    vector_store_ids: list[str] | None = None
+
+
+class FileSearchResources(BaseModel):
+    vector_store_ids: list[str]
 
 
 class ToolResources(BaseModel):
     code_interpreter: CodeInterpreterResources
+    file_search: FileSearchResources | None = None
 
 
 class AssistantObject(BaseModel):
@@ -178,8 +184,12 @@ class DeletedObject(BaseModel):
     deleted: bool
 
 
-def _code_interpreter_resources(file_ids: list[str]) -> ToolResources:
-    return ToolResources(code_interpreter=CodeInterpreterResources(file_ids=list(file_ids)))
+def _tool_resources(r: AssistantRecord | ThreadRecord) -> ToolResources:
+    code = CodeInterpreterResources(
+        file_ids=list(r.file_ids), vector_store_ids=list(r.code_store_ids) or None
+    )
+    search = FileSearchResources(vector_store_ids=list(r.search_store_ids)) if r.search_store_ids else None
+    return ToolResources(code_interpreter=code, file_search=search)
 
 
 def file_object(f: FileRecord) -> FileObject:
@@ -203,7 +213,7 @@ def assistant_object(a: AssistantRecord) -> AssistantObject:
         model=a.model,
         instructions=a.instructions,
         tools=a.tools,
-        tool_resources=_code_interpreter_resources(a.file_ids),
+        tool_resources=_tool_resources(a),
         metadata=a.metadata,
         temperature=a.temperature,
         top_p=a.top_p,
@@ -216,7 +226,7 @@ def thread_object(t: ThreadRecord) -> ThreadObject:
         id=t.id,
         created_at=t.created_at,
         metadata=t.metadata,
-        tool_resources=_code_interpreter_resources(t.file_ids),
+        tool_resources=_tool_resources(t),
     )
 
 
@@ -270,7 +280,9 @@ def run_object(r: RunRecord) -> RunObject:
     )
 
 
-def step_object(s: StepRecord) -> StepObject:
+def step_object(s: StepRecord, with_content: bool = False) -> StepObject:
+    """`with_content`: the file_search results' passages, which OpenAI shows only when asked with
+    include[]=step_details.tool_calls[*].file_search.results[*].content."""
     return StepObject(
         id=s.id,
         created_at=s.created_at,
@@ -279,7 +291,7 @@ def step_object(s: StepRecord) -> StepObject:
         assistant_id=s.assistant_id,
         type=s.type,
         status=s.status,
-        step_details=s.details,
+        step_details=s.details if with_content else _without_passages(s.details),
         last_error=LastError(**s.last_error) if s.last_error else None,
         expired_at=None,
         cancelled_at=s.cancelled_at,
@@ -304,3 +316,17 @@ def list_object(page: Page[R] | Sequence[R], shape: Callable[[R], M]) -> ListObj
 
 def deleted_object(object_id: str, kind: str) -> DeletedObject:
     return DeletedObject(id=object_id, object=kind, deleted=True)
+
+
+def _without_passages(details: Json) -> Json:
+    calls = details.get("tool_calls")
+    if not calls or not any(c.get("type") == "file_search" for c in calls):
+        return details
+    shown = []
+    for call in calls:
+        results = (call.get("file_search") or {}).get("results")
+        if call.get("type") == "file_search" and results:
+            bare = [{k: v for k, v in r.items() if k != "content"} for r in results]
+            call = {**call, "file_search": {**call["file_search"], "results": bare}}
+        shown.append(call)
+    return {**details, "tool_calls": shown}

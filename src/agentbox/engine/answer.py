@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentbox.engine import outputs
+from agentbox.engine import citations, outputs
 from agentbox.engine.publisher import Publisher
 from agentbox.errors import NotFound
 from agentbox.ids import new_id, now
@@ -77,8 +77,10 @@ class AnswerWriter:
         store_file: StoreFile,
         usage: dict[str, int],
         incomplete: str | None,
+        markers: citations.Markers | None = None,
     ) -> MessageRecord:
-        """Annotate every sandbox link that names a real file, then complete (or cut) the message."""
+        """Annotate every sandbox link that names a real file and every citation of a passage the
+        run's searches found (`markers`), then complete (or cut) the message."""
         if not self.started:
             await self.start()
         assert self.message is not None and self._step is not None
@@ -92,6 +94,17 @@ class AnswerWriter:
                 except NotFound:
                     continue  # the model linked a file its code never wrote; leave the text as it is
             annotations.append(outputs.annotation(link_text, start, end, stored[name]))
+        for cited in citations.find(text, markers or {}):
+            annotations.append(
+                {
+                    "type": "file_citation",
+                    "text": cited.marker,
+                    "start_index": cited.start,
+                    "end_index": cited.end,
+                    "file_citation": {"file_id": cited.result.file_id},
+                }
+            )
+        annotations.sort(key=lambda a: int(a["start_index"]))
         if annotations:
             notes = [{"index": i, **a} for i, a in enumerate(annotations)]
             part = {"index": len(self._image_ids), "type": "text", "text": {"annotations": notes}}

@@ -10,26 +10,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from agentbox.engine import images, outputs, prompt
+from agentbox.engine import images, outputs, prompt, search_resources
 from agentbox.engine.answer import AnswerWriter
+from agentbox.engine.citations import Markers
 from agentbox.engine.events import RunEvents
 from agentbox.engine.file_types import for_code_interpreter
-from agentbox.engine.loop import AgentLoop, RunFailed, Usage, code_tool_choice
+from agentbox.engine.loop import AgentLoop, RunFailed, Usage, code_tool_choice, search_tool_choice
 from agentbox.engine.publisher import Publisher
-from agentbox.engine.surface import CodeSink, FunctionSink, MessageSink, Task
-from agentbox.engine.toolsteps import CodeStep, FunctionStep
-from agentbox.errors import InvalidRequest, ModelError, NotFound, StorageFull
-from agentbox.ids import new_id, now
+from agentbox.engine.run_files import OutputFiles, input_files
+from agentbox.engine.search_resources import VectorStores
+from agentbox.engine.surface import CodeSink, FileSearchSpec, FunctionSink, MessageSink, SearchSink, Task
+from agentbox.engine.toolsteps import CodeStep, FunctionStep, SearchStep
+from agentbox.errors import InvalidRequest, ModelError
+from agentbox.ids import now
 from agentbox.llm.base import Completion, ToolCall
-from agentbox.sandbox import Execution, InputFile, safe_name
+from agentbox.sandbox import Execution, InputFile
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
 from agentbox.store.records import (
     AssistantRecord,
-    FileRecord,
     MessageRecord,
     RunRecord,
     RunStatus,
@@ -38,8 +39,6 @@ from agentbox.store.records import (
 )
 
 log = logging.getLogger(__name__)
-
-OUTPUT_PURPOSE = "assistants_output"
 
 
 def turn_usage(completion: Completion) -> dict[str, int]:
@@ -56,48 +55,6 @@ def _run_usage(usage: Usage) -> dict[str, int]:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
-
-
-class OutputFiles:
-    """Files the sandbox hands the user, stored as `assistants_output` files."""
-
-    def __init__(self, store: Store, blobs: BlobStore, loop: AgentLoop) -> None:
-        self._store = store
-        self._blobs = blobs
-        self._sandbox = loop.sandbox
-
-    async def image(self, filename: str, data: bytes) -> str:
-        file_id = new_id("file-")
-        try:
-            path, size = await self._blobs.save_bytes(file_id, data)
-        except StorageFull as exc:
-            raise RunFailed(exc.message, code="server_error") from exc
-        return await self._record(file_id, filename, path, size)
-
-    async def session_file(self, session_key: str, name: str) -> str:
-        """The session's /mnt/data/<name> as an output file, copied in the kernel; NotFound if absent.
-        A full disk fails the run with a message naming the file (RunFailed)."""
-        file_id = new_id("file-")
-
-        async def copy(target: Path) -> int:
-            return await self._sandbox.copy_file_out(session_key, name, target)
-
-        try:
-            path, size = await self._blobs.save_with(file_id, copy)
-        except StorageFull as exc:
-            raise RunFailed(outputs.not_stored(name), code="server_error") from exc
-        return await self._record(file_id, name, path, size)
-
-    async def _record(self, file_id: str, filename: str, path: str, size: int) -> str:
-        record = FileRecord(
-            id=file_id, created_at=now(), filename=filename, size=size, purpose=OUTPUT_PURPOSE, path=path
-        )
-        try:
-            await self._store.add(record)
-        except BaseException:
-            await self._blobs.delete(path)  # no blob without its record
-            raise
-        return file_id
 
 
 class _Answer:
@@ -119,7 +76,10 @@ class _Answer:
         store_file = partial(self._surface.files.session_file, self._surface.run.thread_id)
         # A message's own reason vocabulary differs from the run's (spec §1.3).
         await self._writer.finish(
-            store_file, turn_usage(completion), "max_tokens" if incomplete_reason else None
+            store_file,
+            turn_usage(completion),
+            "max_tokens" if incomplete_reason else None,
+            self._surface.markers,
         )
         self._surface.images.clear()
 
@@ -160,9 +120,18 @@ class _RunSurface:
         self.images: list[str] = []
         self.answer: AnswerWriter | None = None
         """The newest turn's answer, cut if the run fails while it streams."""
+        self.markers: Markers = {}
+        """The citation markers of every search of the run (engine/citations.py)."""
+        self.search: FileSearchSpec | None = None
 
     def message(self) -> MessageSink:
         return _Answer(self)
+
+    async def search_call(self, model_call_id: str | None) -> SearchSink:
+        ranking = search_resources.ranking_options(self.search)
+        step = SearchStep(self.publisher, self.run, model_call_id, ranking, self.markers)
+        await step.start()
+        return step
 
     async def code_call(self, model_call_id: str | None) -> CodeSink:
         step = CodeStep(self.publisher, self.run, model_call_id)
@@ -179,11 +148,19 @@ class _RunSurface:
 
 
 class AssistantsRunner:
-    def __init__(self, store: Store, blobs: BlobStore, loop: AgentLoop, events: RunEvents) -> None:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        loop: AgentLoop,
+        events: RunEvents,
+        vector_stores: VectorStores | None = None,
+    ) -> None:
         self._store = store
         self._blobs = blobs
         self._loop = loop
         self._events = events
+        self._vector_stores = vector_stores
         self.files = OutputFiles(store, blobs, loop)
         self._pending: dict[str, tuple[FunctionStep, asyncio.Future[dict[str, str]]]] = {}
 
@@ -196,7 +173,9 @@ class AssistantsRunner:
         surface = _RunSurface(self, publisher, run)
         usage = Usage()
         try:
-            outcome = await self._loop.converse(await self._task(run), surface, usage)
+            task = await self._task(run)
+            surface.search = task.file_search
+            outcome = await self._loop.converse(task, surface, usage)
         except (ModelError, RunFailed) as exc:
             error = {"code": exc.code or "server_error", "message": exc.message}
             if surface.answer is not None:
@@ -241,6 +220,7 @@ class AssistantsRunner:
         assistant = await self._store.get(AssistantRecord, run.assistant_id)
         thread = await self._store.get(ThreadRecord, run.thread_id)
         history = await self._store.all(MessageRecord, thread_id=thread.id)
+        search = await self._search_spec(run, assistant, thread)
         files = await self._session_files(assistant, thread, history)
         truncation = run.options.get("truncation_strategy") or {"type": "auto"}
         if truncation.get("type") == "last_messages" and truncation.get("last_messages"):
@@ -270,8 +250,23 @@ class AssistantsRunner:
             parallel_tool_calls=run.options.get("parallel_tool_calls"),
             response_format=chat_response_format(run.options.get("response_format")),
             reasoning_effort=run.options.get("reasoning_effort"),
+            file_search=search,
             truncate=truncation.get("type") == "auto",
         )
+
+    async def _search_spec(
+        self, run: RunRecord, assistant: AssistantRecord, thread: ThreadRecord
+    ) -> FileSearchSpec | None:
+        """The run's file_search over the assistant's and the thread's stores (the latter holds the
+        messages' file_search attachments: the API put them there), once their files are ingested;
+        None without the tool or a store."""
+        if self._vector_stores is None:
+            return None
+        store_ids = search_resources.run_store_ids(assistant, thread)
+        spec = search_resources.search_spec(run.tools, store_ids)
+        if spec is not None:
+            await self._vector_stores.wait_ready(spec.vector_store_ids, search_resources.INGESTION_WAIT_S)
+        return spec
 
     async def ask_client(
         self, publisher: Publisher, run: RunRecord, calls: list[ToolCall], completion: Completion
@@ -319,32 +314,25 @@ class AssistantsRunner:
     async def _session_files(
         self, assistant: AssistantRecord, thread: ThreadRecord, history: list[MessageRecord]
     ) -> list[InputFile]:
-        """The files placed in /mnt/data: the assistant's, the thread's, then every attachment, in order."""
+        """The files placed in /mnt/data: the assistant's, the thread's, their code-interpreter vector
+        stores' (once ingested, as a run waits for them), then every attachment, in order."""
         wanted: list[str] = [*assistant.file_ids, *thread.file_ids]
+        code_stores = list(dict.fromkeys([*assistant.code_store_ids, *thread.code_store_ids]))
+        if code_stores and self._vector_stores is not None:
+            await self._vector_stores.wait_ready(code_stores, search_resources.INGESTION_WAIT_S)
+            for store_id in code_stores:
+                wanted.extend(await self._vector_stores.file_ids(store_id))
         for message in history:
             wanted.extend(a["file_id"] for a in message.attachments if for_code_interpreter(a))
         return await input_files(self._store, self._blobs, wanted)
-
-
-async def input_files(store: Store, blobs: BlobStore, file_ids: list[str]) -> list[InputFile]:
-    """Uploaded files as /mnt/data entries, each under a unique safe name; deleted ones are skipped."""
-    placed: list[InputFile] = []
-    taken: set[str] = set()
-    for file_id in dict.fromkeys(file_ids):
-        try:
-            record = await store.get(FileRecord, file_id)
-        except NotFound:
-            continue  # deleted since it was attached; the run goes on without it
-        name = unique_name(safe_name(record.filename), taken)
-        taken.add(name)
-        placed.append(InputFile(name=name, source=blobs.path_of(record.path), file_id=record.id))
-    return placed
 
 
 def _tool_choice(choice: Any) -> Any:
     """The Assistants tool_choice in chat-completions terms ({"type":"code_interpreter"} → our tool)."""
     if isinstance(choice, dict) and choice.get("type") == "code_interpreter":
         return code_tool_choice()
+    if isinstance(choice, dict) and choice.get("type") == "file_search":
+        return search_tool_choice()
     if choice == "auto":
         return None
     return choice
@@ -356,15 +344,3 @@ def chat_response_format(value: Any) -> Any:
     if isinstance(value, dict) and value.get("type") in ("json_object", "json_schema"):
         return value
     return None
-
-
-def unique_name(name: str, taken: set[str]) -> str:
-    if name not in taken:
-        return name
-    stem, dot, suffix = name.rpartition(".")
-    if not dot or not stem:
-        stem, suffix, dot = name, "", ""
-    n = 2
-    while f"{stem} ({n}){dot}{suffix}" in taken:
-        n += 1
-    return f"{stem} ({n}){dot}{suffix}"

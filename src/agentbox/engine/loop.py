@@ -13,8 +13,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from agentbox.engine import arguments, context, images, prompt
-from agentbox.engine.surface import CodeSink, FunctionSink, Outcome, RunFailed, Surface, Task
+from agentbox.engine import arguments, context, images, prompt, searching
+from agentbox.engine.surface import (
+    CodeSink,
+    FunctionSink,
+    Outcome,
+    RunFailed,
+    Searcher,
+    SearchSink,
+    Surface,
+    Task,
+)
 from agentbox.errors import ContextTooLong, ModelError
 from agentbox.llm.base import ChatModel, ChatRequest, Completion, TextDelta, ToolCall, ToolCallDelta
 from agentbox.sandbox import SessionManager
@@ -44,10 +53,17 @@ class Usage:
 
 
 class AgentLoop:
-    def __init__(self, model: ChatModel, sandbox: SessionManager, limits: LoopLimits) -> None:
+    def __init__(
+        self,
+        model: ChatModel,
+        sandbox: SessionManager,
+        limits: LoopLimits,
+        searcher: Searcher | None = None,
+    ) -> None:
         self._model = model
         self._sandbox = sandbox
         self._limits = limits
+        self._searcher = searcher
 
     @property
     def sandbox(self) -> SessionManager:
@@ -70,19 +86,23 @@ class AgentLoop:
         functions = [{"type": "function", "function": f} for f in task.functions]
         parameters = {f["name"]: f.get("parameters") for f in task.functions}
         tool_choice = task.tool_choice
-        executions = corrections = 0
+        executions = searches = corrections = 0
         while True:
-            offer_code = task.code_enabled and (
-                task.max_tool_calls is None or executions < task.max_tool_calls
+            builtin_left = task.max_tool_calls is None or executions + searches < task.max_tool_calls
+            offer_code = task.code_enabled and builtin_left
+            offer_search = task.file_search is not None and self._searcher is not None and builtin_left
+            tools = (
+                ([prompt.CODE_TOOL] if offer_code else [])
+                + ([prompt.SEARCH_TOOL] if offer_search else [])
+                + functions
             )
-            tools = ([prompt.CODE_TOOL] if offer_code else []) + functions
             offered = tools if tool_choice != "none" else []
-            turn = _Turn(surface, offer_code, set(parameters))
+            turn = _Turn(surface, offer_code, offer_search, set(parameters))
             request = ChatRequest(
                 model=task.model,
                 messages=chat,
                 tools=offered,
-                tool_choice=_offered(tool_choice, offer_code),
+                tool_choice=_offered(tool_choice, offer_code, offer_search),
                 temperature=task.temperature,
                 top_p=task.top_p,
                 max_tokens=_remaining(task.max_completion_tokens, usage.completion_tokens),
@@ -117,8 +137,13 @@ class AgentLoop:
             asked_sinks: list[FunctionSink | None] = []
             for index, call in enumerate(completion.tool_calls):
                 code_sink = turn.code_calls.get(index)
+                search_sink = turn.search_calls.get(index)
+                queries: list[str] | str = []
                 if code_sink is not None:
                     problem = arguments.code_problem(call.arguments)
+                elif search_sink is not None:
+                    queries = searching.queries_of(call.arguments)
+                    problem = queries if isinstance(queries, str) else None
                 elif call.name in parameters:
                     problem = arguments.function_problem(call.name, call.arguments, parameters[call.name])
                 else:
@@ -129,7 +154,7 @@ class AgentLoop:
                         raise RunFailed(
                             f"The model sent malformed tool arguments {corrections} times; last: {problem}"
                         )
-                    sink = code_sink or turn.function_calls.get(index)
+                    sink = code_sink or search_sink or turn.function_calls.get(index)
                     if sink is not None:
                         await sink.reject(call, problem)
                     chat.append(tool_result(call.id, problem))
@@ -145,6 +170,23 @@ class AgentLoop:
                         task.session_key, code, task.files, on_output=code_sink.output
                     )
                     feedback = await code_sink.finish(code, execution, completion)
+                    chat.append(tool_result(call.id, feedback))
+                elif search_sink is not None and isinstance(queries, list):
+                    if searches >= self._limits.max_tool_steps:
+                        raise RunFailed(
+                            f"The run reached its limit of {self._limits.max_tool_steps} file searches "
+                            "without a final answer."
+                        )
+                    assert self._searcher is not None and task.file_search is not None
+                    feedback = await searching.run_call(
+                        self._searcher,
+                        task.file_search,
+                        search_sink,
+                        call,
+                        queries,
+                        task.search_calls_before + searches,
+                    )
+                    searches += 1
                     chat.append(tool_result(call.id, feedback))
                 elif call.name in parameters:
                     if index not in turn.function_calls:
@@ -181,21 +223,32 @@ class AgentLoop:
 class _Turn:
     """Where one model turn's answer and calls go, each call's sink made at its first piece."""
 
-    def __init__(self, surface: Surface, offer_code: bool, function_names: set[str]) -> None:
+    def __init__(
+        self, surface: Surface, offer_code: bool, offer_search: bool, function_names: set[str]
+    ) -> None:
         self._surface = surface
         self._offer_code = offer_code
+        self._offer_search = offer_search
         self._function_names = function_names
         self.message = surface.message()
         self.code_calls: dict[int, CodeSink] = {}
+        self.search_calls: dict[int, SearchSink] = {}
         self.function_calls: dict[int, FunctionSink | None] = {}
 
-    async def sink(self, event: ToolCallDelta) -> CodeSink | FunctionSink | None:
-        if event.index not in self.code_calls and event.index not in self.function_calls:
+    async def sink(self, event: ToolCallDelta) -> CodeSink | SearchSink | FunctionSink | None:
+        index = event.index
+        if (
+            index not in self.code_calls
+            and index not in self.search_calls
+            and index not in self.function_calls
+        ):
             if event.name == prompt.CODE_TOOL_NAME and self._offer_code:
-                self.code_calls[event.index] = await self._surface.code_call(event.id)
+                self.code_calls[index] = await self._surface.code_call(event.id)
+            elif event.name == prompt.SEARCH_TOOL_NAME and self._offer_search:
+                self.search_calls[index] = await self._surface.search_call(event.id)
             elif event.name is not None and event.name in self._function_names:
-                self.function_calls[event.index] = await self._surface.function_call(event.id, event.name)
-        return self.code_calls.get(event.index) or self.function_calls.get(event.index)
+                self.function_calls[index] = await self._surface.function_call(event.id, event.name)
+        return self.code_calls.get(index) or self.search_calls.get(index) or self.function_calls.get(index)
 
 
 def _no_vision(model: str, count: int) -> str:
@@ -211,10 +264,14 @@ def _remaining(limit: int | None, used: int) -> int | None:
     return None if limit is None else max(1, limit - used)
 
 
-def _offered(choice: Any, offer_code: bool) -> Any:
-    """A choice that forces the code tool is dropped when the tool is no longer offered."""
-    forced = isinstance(choice, dict) and choice.get("function", {}).get("name") == prompt.CODE_TOOL_NAME
-    return None if forced and not offer_code else choice
+def _offered(choice: Any, offer_code: bool, offer_search: bool) -> Any:
+    """A choice that forces a built-in tool is dropped when the tool is no longer offered."""
+    forced = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    if (forced == prompt.CODE_TOOL_NAME and not offer_code) or (
+        forced == prompt.SEARCH_TOOL_NAME and not offer_search
+    ):
+        return None
+    return choice
 
 
 def _limit_hit(task: Task, usage: Usage, completion: Completion) -> str | None:
@@ -231,6 +288,11 @@ def _limit_hit(task: Task, usage: Usage, completion: Completion) -> str | None:
 def code_tool_choice() -> dict[str, Any]:
     """The chat-completions tool_choice that forces the code tool (both generations' code_interpreter)."""
     return {"type": "function", "function": {"name": prompt.CODE_TOOL_NAME}}
+
+
+def search_tool_choice() -> dict[str, Any]:
+    """The chat-completions tool_choice that forces the search tool (both generations' file_search)."""
+    return {"type": "function", "function": {"name": prompt.SEARCH_TOOL_NAME}}
 
 
 def _assistant_turn(completion: Completion) -> dict[str, Any]:

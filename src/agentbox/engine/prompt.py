@@ -31,6 +31,32 @@ CODE_TOOL: dict[str, Any] = {
     },
 }
 
+SEARCH_TOOL_NAME = "file_search"
+
+SEARCH_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": SEARCH_TOOL_NAME,
+        "description": (
+            "Search the files the user gave you (documents in vector stores) for passages relevant to "
+            "the question. Use it whenever the answer may be in those files. Give one or more short, "
+            "self-contained queries (keywords or a question; rephrase to cover synonyms). The result "
+            "lists the passages found, each under a marker such as 【0:1†name】 to cite them with."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "queries": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The search queries, one to five.",
+                }
+            },
+            "required": ["queries"],
+        },
+    },
+}
+
 _FILE_NOTE = (
     "To give the user a file you created, save it under /mnt/data and link it in your answer as "
     "[name](sandbox:/mnt/data/name)."

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agentbox.engine.citations import Markers
 from agentbox.errors import AgentboxError
 from agentbox.llm.base import Completion, ToolCall
 from agentbox.retrieval.results import SearchRequest, SearchResult
@@ -55,6 +56,9 @@ class Task:
     reasoning_effort: str | None = None
     file_search: FileSearchSpec | None = None
     """Offer the file_search tool over these vector stores."""
+    search_calls_before: int = 0
+    """Search calls already in `chat` (a Responses context rebuilt from stored items): this run's
+    calls are numbered from here, so their citation markers never repeat earlier ones."""
     truncate: bool = False
     """Truncation auto: drop the oldest turns to fit the model's context window, and on the
     provider's context-length refusal cut harder and retry the turn once."""
@@ -128,8 +132,10 @@ class SearchSink(Protocol):
         """The queries are known and the search starts (Responses: `searching` event)."""
         ...
 
-    async def finish(self, queries: list[str], results: list[SearchResult]) -> None:
-        """Record what the search found (a run step, a file_search_call item)."""
+    async def finish(self, queries: list[str], results: list[SearchResult], markers: Markers) -> None:
+        """Record what the search found (a run step, a file_search_call item). `markers` name each
+        result as the model read it (engine/citations.py): the surface keeps them for the run, so its
+        answers' citations resolve (citations.find / citations.remove)."""
         ...
 
     async def reject(self, call: ToolCall, problem: str) -> None: ...

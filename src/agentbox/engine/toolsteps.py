@@ -1,4 +1,5 @@
-"""Run steps for tool calls: a code_interpreter step per execution, one step for function calls."""
+"""Run steps for tool calls: a code_interpreter step per execution, a file_search step per search,
+one step for function calls."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 
 import jiter
 
+from agentbox.engine.citations import Markers
 from agentbox.engine.publisher import Publisher
 from agentbox.ids import new_id, now
 from agentbox.llm.base import ToolCall
+from agentbox.retrieval.results import SearchResult
 from agentbox.store.records import RunRecord, StepRecord
 
 
@@ -203,4 +206,84 @@ class FunctionStep:
             details={"type": "tool_calls", "tool_calls": self.wire_calls(outputs)},
             completed_at=now(),
             usage=usage,
+        )
+
+
+class SearchStep:
+    """One file_search call as a tool_calls step: created when the call starts, its results added.
+
+    The step keeps every result's passage; the wire shows them only when asked with include[]
+    (api/wire.py), as OpenAI does. `markers` is the run's: this call's are added to it, so the
+    run's answers can cite them."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        run: RunRecord,
+        model_call_id: str | None,
+        ranking_options: dict[str, Any],
+        markers: Markers,
+    ) -> None:
+        self._publisher = publisher
+        self._run = run
+        self.call_id = (
+            model_call_id if model_call_id and model_call_id.startswith("call_") else new_id("call_")
+        )
+        self._ranking_options = ranking_options
+        self._markers = markers
+        self.step: StepRecord | None = None
+
+    async def start(self) -> None:
+        call = {"id": self.call_id, "type": "file_search", "file_search": {}}
+        self.step = await self._publisher.add(
+            _new_step(self._run, [call]), "thread.run.step.created", "thread.run.step.in_progress"
+        )
+        delta = {"step_details": {"type": "tool_calls", "tool_calls": [{"index": 0, **call}]}}
+        await self._publisher.delta("thread.run.step.delta", self.step.id, delta)
+
+    async def arguments(self, piece: str) -> None:
+        """The queries are not part of an Assistants file_search step: nothing to stream."""
+
+    async def searching(self, queries: list[str]) -> None:
+        if self.step is None:
+            await self.start()
+
+    async def finish(self, queries: list[str], results: list[SearchResult], markers: Markers) -> None:
+        assert self.step is not None
+        self._markers.update(markers)
+        found = [
+            {
+                "file_id": r.file_id,
+                "file_name": r.filename,
+                "score": r.score,
+                "content": [{"type": "text", "text": r.text}],
+            }
+            for r in results
+        ]
+        call = {
+            "id": self.call_id,
+            "type": "file_search",
+            "file_search": {"ranking_options": self._ranking_options, "results": found},
+        }
+        self.step = await self._publisher.change(
+            StepRecord,
+            self.step.id,
+            ("thread.run.step.completed",),
+            status="completed",
+            details={"type": "tool_calls", "tool_calls": [call]},
+            completed_at=now(),
+        )
+
+    async def reject(self, call: ToolCall, problem: str) -> None:
+        """Malformed queries, or a store the search refused: the step fails with the reason."""
+        if self.step is None:
+            await self.start()
+        assert self.step is not None
+        self.step = await self._publisher.change(
+            StepRecord,
+            self.step.id,
+            ("thread.run.step.failed",),
+            status="failed",
+            failed_at=now(),
+            last_error={"code": "server_error", "message": problem},
         )

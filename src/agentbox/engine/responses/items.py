@@ -13,14 +13,16 @@ from typing import Any, Literal, get_args
 
 from agentbox.engine import images, outputs, prompt
 from agentbox.engine.loop import code_call_turn, tool_result
+from agentbox.engine.responses import search_calls
 from agentbox.errors import InvalidRequest
 from agentbox.ids import new_id
 
 Item = dict[str, Any]
 
 OUTPUTS_INCLUDE = "code_interpreter_call.outputs"
-# Every value the SDKs know (openai 1.109.1 to 3.57.0); only the first changes what agentbox shows,
-# the others name things agentbox never stores. Anything else is a client mistake worth naming.
+# Every value the SDKs know (openai 1.109.1 to 3.57.0); only code_interpreter_call.outputs and
+# file_search_call.results change what agentbox shows, the others name things it never stores.
+# Anything else is a client mistake worth naming.
 Includable = Literal[
     "code_interpreter_call.outputs",
     "computer_call_output.output.image_url",
@@ -38,9 +40,11 @@ _ID_PREFIX = {
     "function_call": "fc_",
     "function_call_output": "fco_",
     "code_interpreter_call": "ci_",
+    "file_search_call": "fs_",
     "reasoning": "rs_",
 }
 _TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
+_CALLS = ("code_interpreter_call", "function_call", "file_search_call")
 
 
 def as_items(raw: str | Sequence[Any], param: str = "input") -> list[Item]:
@@ -61,6 +65,8 @@ def as_items(raw: str | Sequence[Any], param: str = "input") -> list[Item]:
             items.append(_function_call(entry, where))
         elif kind == "code_interpreter_call":
             items.append(_code_interpreter_call(entry, where))
+        elif kind == "file_search_call":
+            items.append(search_calls.input_item(entry, where))
         elif kind == "reasoning":
             items.append({**entry, "id": entry.get("id") or new_id("rs_")})
         elif kind == "item_reference":
@@ -176,9 +182,12 @@ def _code_interpreter_call(entry: dict[str, Any], where: str) -> Item:
 
 
 def present(item: Item, include: Sequence[str]) -> Item:
-    """The item as the client sees it: code_interpreter_call outputs only when asked for."""
+    """The item as the client sees it: code_interpreter_call outputs and file_search_call results
+    only when asked for."""
     if item.get("type") == "code_interpreter_call" and OUTPUTS_INCLUDE not in include:
         return {**item, "outputs": None}
+    if item.get("type") == "file_search_call":
+        return search_calls.present(item, include)
     return item
 
 
@@ -210,13 +219,15 @@ def to_chat(
     follows it at once, a function's when its output item comes. Only the newest user message
     carries its images (`image_urls`: its uploads as data: URLs); older ones are named, so images
     are not re-sent on every turn. Calls that ended incomplete (malformed arguments, never run or
-    handed to the client) are left out.
+    handed to the client) are left out. Search calls come back with their passages under the
+    markers they had, numbered in order (search_calls.chat_turn).
     """
     chat: list[dict[str, Any]] = [{"role": "system", "content": system}]
     newest = newest_user(items)
+    searches = 0
     for item in items:
         kind = item.get("type")
-        if kind in ("code_interpreter_call", "function_call") and item.get("status") == "incomplete":
+        if kind in _CALLS and item.get("status") == "incomplete":
             continue
         if kind == "message":
             chat.append(_chat_message(item, (image_urls or {}) if item is newest else None))
@@ -233,6 +244,11 @@ def to_chat(
             _add_call(chat, call)
         elif kind == "function_call_output":
             chat.append(tool_result(item["call_id"], item["output"]))
+        elif kind == "file_search_call":
+            call, text, _markers = search_calls.chat_turn(item, searches)
+            searches += 1
+            _add_call(chat, call)
+            chat.append(tool_result(item["id"], text))
     return _answered(chat)
 
 

@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentbox.engine import agents, file_search, images, prompt, transitions
+from agentbox.engine import agents, images, prompt, transitions
 from agentbox.engine.containers import ContainerService
 from agentbox.engine.conversations import ConversationService
 from agentbox.engine.events import DONE, RunEvents
 from agentbox.engine.file_types import check_code_interpreter_files
 from agentbox.engine.loop import AgentLoop, RunFailed, Usage, code_tool_choice
+from agentbox.engine.responses import search_calls
 from agentbox.engine.responses.items import (
     INCLUDABLE,
     Item,
@@ -36,7 +37,7 @@ from agentbox.engine.responses.items import (
 )
 from agentbox.engine.responses.surface import ResponseLog, ResponseSurface
 from agentbox.engine.runs import RunEngine
-from agentbox.engine.surface import Task
+from agentbox.engine.surface import FileSearchSpec, Task
 from agentbox.errors import Conflict, InvalidRequest, ModelError, NotFound
 from agentbox.ids import new_id, now
 from agentbox.sandbox import InputFile
@@ -46,7 +47,7 @@ from agentbox.store.records import ContainerRecord, ResponseRecord
 
 log = logging.getLogger(__name__)
 
-TOOL_TYPES = ("code_interpreter", "function")
+TOOL_TYPES = ("code_interpreter", "function", "file_search")
 TERMINAL = ("completed", "incomplete", "failed", "cancelled")
 RESTARTED = "The server restarted while this response was in progress."
 
@@ -150,6 +151,7 @@ class ResponsesService:
         )
         tools = params.tools or list(definition.get("tools") or [])
         _check_tools(tools)
+        search = await search_calls.spec_of(self._store, tools, tool_choice)
         if params.conversation:
             await self._conversations.get(params.conversation)  # NotFound before anything is created
             context = await self._conversations.items(params.conversation)
@@ -198,7 +200,7 @@ class ResponsesService:
             else definition.get("temperature"),
             "text": params.text or {"format": {"type": "text"}},
             "tool_choice": params.tool_choice,
-            "tools": [_echo_tool(t, container) for t in tools],
+            "tools": [_echo_tool(t, container, search) for t in tools],
             "top_p": params.top_p if params.top_p is not None else definition.get("top_p"),
             "truncation": params.truncation,
             "usage": None,
@@ -227,6 +229,7 @@ class ResponsesService:
             container.id if container else None,
             self._containers.collect,
             self._containers.file_for_path,
+            search_calls.context_markers(history),
         )
         live = self._live[response_id] = _Live(data=data, surface=surface)
         task = Task(
@@ -245,6 +248,8 @@ class ResponsesService:
             response_format=response_format,
             reasoning_effort=params.reasoning_effort,
             truncate=params.truncation == "auto",
+            file_search=search,
+            search_calls_before=len(search_calls.searched(history)),
         )
         live.task = self._engine.spawn(self._run(record, live, task, params), f"response {response_id}")
         return response_id
@@ -459,12 +464,12 @@ def _check_include(include: Sequence[str]) -> None:
 
 
 def _check_tools(tools: Sequence[dict[str, Any]]) -> None:
-    file_search.check_tools(tools)
     for index, tool in enumerate(tools):
         kind = tool.get("type")
         if kind not in TOOL_TYPES:
             raise InvalidRequest(
-                f"agentbox does not run the tool type {kind!r}; it runs code_interpreter and function tools.",
+                f"agentbox does not run the tool type {kind!r}; it runs code_interpreter, file_search "
+                "and function tools.",
                 param=f"tools[{index}].type",
                 code="unsupported_tool",
             )
@@ -472,7 +477,11 @@ def _check_tools(tools: Sequence[dict[str, Any]]) -> None:
             raise InvalidRequest("A function tool needs its name.", param=f"tools[{index}].name")
 
 
-def _echo_tool(tool: dict[str, Any], container: ContainerRecord | None) -> dict[str, Any]:
+def _echo_tool(
+    tool: dict[str, Any], container: ContainerRecord | None, search: FileSearchSpec | None
+) -> dict[str, Any]:
+    if tool.get("type") == "file_search" and search is not None:
+        return search_calls.echo(tool, search)
     if tool.get("type") != "code_interpreter":
         return tool
     spec = tool.get("container")
@@ -495,7 +504,6 @@ def _function(tool: dict[str, Any]) -> dict[str, Any]:
 
 def _tool_choice(choice: Any) -> Any:
     """Responses' tool_choice in chat-completions terms."""
-    file_search.check_tool_choice(choice)
     if choice in (None, "auto"):
         return None
     if choice in ("none", "required"):
@@ -503,6 +511,8 @@ def _tool_choice(choice: Any) -> Any:
     if isinstance(choice, dict):
         if choice.get("type") == "code_interpreter":
             return code_tool_choice()
+        if choice.get("type") == "file_search":
+            return search_calls.tool_choice()
         if choice.get("type") == "function" and choice.get("name"):
             return {"type": "function", "function": {"name": choice["name"]}}
     raise InvalidRequest(f"Unsupported tool_choice {choice!r}.", param="tool_choice")

@@ -5,6 +5,7 @@ Per code call:   output_item.added → code_interpreter_call.in_progress → cod
 Per answer:      output_item.added → content_part.added → output_text.delta… → annotation.added… →
                  output_text.done → content_part.done → output_item.done
 Per function:    output_item.added → function_call_arguments.delta… → .done → output_item.done
+Per search call: see search_calls.py; an answer's citation markers leave its text (markers.py).
 Every event carries the response's next sequence_number (spec §2.5).
 """
 
@@ -15,13 +16,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agentbox.engine import outputs
+from agentbox.engine.citations import Markers
 from agentbox.engine.events import RunEvents
 from agentbox.engine.responses.items import Item, present, snapshot
-from agentbox.engine.surface import CodeSink, FunctionSink, MessageSink, RunFailed
+from agentbox.engine.responses.markers import MarkerFilter
+from agentbox.engine.responses.search_calls import SearchCall
+from agentbox.engine.surface import CodeSink, FunctionSink, MessageSink, RunFailed, SearchSink
 from agentbox.engine.toolsteps import code_of, partial_code
 from agentbox.errors import StorageFull
 from agentbox.ids import new_id
 from agentbox.llm.base import Completion, ToolCall
+from agentbox.retrieval.results import SearchResult
 from agentbox.sandbox import Execution, ExecutionStatus
 from agentbox.store.records import ContainerFileRecord
 
@@ -58,6 +63,7 @@ class ResponseSurface:
         container_id: str | None,
         collect: Collect,
         file_for_path: FileForPath,
+        markers: Markers | None = None,
     ) -> None:
         self.log = log
         self.output: list[Item] = []
@@ -67,6 +73,9 @@ class ResponseSurface:
         self.written: dict[str, ContainerFileRecord] = {}
         """Container files the code wrote during this response, by name in /mnt/data."""
         self._answer: _Answer | None = None
+        self.markers: Markers = dict(markers or {})
+        """The citation markers the model has read (its context's search calls, then this
+        response's), so an answer's citations resolve."""
 
     async def add(self, item: Item) -> int:
         self.output.append(item)
@@ -91,6 +100,9 @@ class ResponseSurface:
         for item in self.output:
             if item.get("status") in ("in_progress", "interpreting"):
                 item["status"] = "incomplete"
+
+    async def search_call(self, model_call_id: str | None) -> SearchSink:
+        return await SearchCall.start(self)
 
     async def code_call(self, model_call_id: str | None) -> CodeSink:
         item: Item = {
@@ -151,6 +163,8 @@ class _Answer:
         self._item: Item | None = None
         self._index = 0
         self._text: list[str] = []
+        """The answer as shown: markers removed when the model has search results to cite."""
+        self._filter = MarkerFilter(surface.markers) if surface.markers else None
 
     @property
     def started(self) -> bool:
@@ -177,11 +191,18 @@ class _Answer:
 
     def keep_text(self) -> None:
         if self._item is not None:
-            self._item["content"][0]["text"] = "".join(self._text)
+            rest = self._filter.flush() if self._filter is not None else ""
+            self._item["content"][0]["text"] = "".join(self._text) + rest
 
     async def write(self, text: str) -> None:
         if self._item is None:
             await self._start()
+        assert self._item is not None
+        await self._delta(self._filter.feed(text) if self._filter is not None else text)
+
+    async def _delta(self, text: str) -> None:
+        if not text:
+            return
         assert self._item is not None
         self._text.append(text)
         await self._surface.log.emit(
@@ -197,6 +218,8 @@ class _Answer:
         if self._item is None:
             await self._start()
         assert self._item is not None
+        if self._filter is not None:
+            await self._delta(self._filter.flush())
         log = self._surface.log
         text = "".join(self._text)
         part = self._item["content"][0]
@@ -219,8 +242,10 @@ class _Answer:
         await self._surface.done(self._index)
 
     async def _annotations(self, text: str) -> list[dict[str, Any]]:
-        """A container_file_citation per linked file, then one per other file the code wrote."""
-        annotations: list[dict[str, Any]] = []
+        """A file_citation per passage cited, a container_file_citation per linked file, then one
+        per other file the code wrote."""
+        passages = self._filter.cited if self._filter is not None else []
+        annotations = [_file_citation(index, result) for index, result in passages]
         cited: set[str] = set()
         for _link, start, end, name in outputs.linked_names(text):
             record = await self._surface.cite(name)
@@ -233,6 +258,10 @@ class _Answer:
                 cited.add(name)
         self._surface.written.clear()  # cited once, in the answer that follows the code
         return annotations
+
+
+def _file_citation(index: int, result: SearchResult) -> dict[str, Any]:
+    return {"type": "file_citation", "file_id": result.file_id, "filename": result.filename, "index": index}
 
 
 def _citation(record: ContainerFileRecord, name: str, start: int, end: int) -> dict[str, Any]:

@@ -54,7 +54,9 @@ def upgrade() -> None:
         sa.Column("attributes", sa.JSON, nullable=False),
         sa.Column("batch_id", sa.String(64)),
     )
-    op.create_index("ux_vector_store_files", "vector_store_files", ["vector_store_id", "file_id"], unique=True)
+    op.create_index(
+        "ux_vector_store_files", "vector_store_files", ["vector_store_id", "file_id"], unique=True
+    )
     op.create_index("ix_vector_store_files_batch", "vector_store_files", ["batch_id"])
     _base(
         "vector_store_file_batches",
