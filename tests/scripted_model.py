@@ -8,6 +8,10 @@ query and headers). Providers' failures are scripted too: an HTTP error with its
 chunks as some servers send them (`Chunks`) and garbage (`Raw`). A `gate` makes it answer only
 requests shaped as a provider demands (Azure's paths, query and headers), refusing others as that
 provider would.
+
+It answers `/v1/embeddings` too, in OpenAI's shape, with the concept vectors of
+tests/scripted_embeddings.py; `script_embeddings` queues failures (status codes or `Fail`/`Raw`)
+to answer first, one per request, and `embedding_requests` holds what arrived there.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests import scripted_embeddings
 
 Messages = list[dict[str, Any]]
 
@@ -128,6 +134,9 @@ class ScriptedModel:
         """The body of every request answered (gated-out ones are not)."""
         self.received: list[Received] = []
         """Every request, answered or refused, with its path, query and headers."""
+        self._embedding_replies: deque[Fail | Raw] = deque()
+        self.embedding_requests: list[Received] = []
+        """Every request to /embeddings that was not refused (chat requests are not here)."""
         self.seconds_answering = 0.0
         """Time spent inside the model's handler, so benchmarks can subtract it."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -151,11 +160,20 @@ class ScriptedModel:
         with self._lock:
             self._replies.extend(replies)
 
+    def script_embeddings(self, *answers: int | Fail | Raw) -> None:
+        """Answers for the next /embeddings requests, before the vectors: a status code is a Fail."""
+        with self._lock:
+            self._embedding_replies.extend(
+                Fail(a, f"failure {a} on purpose") if isinstance(a, int) else a for a in answers
+            )
+
     def reset(self) -> None:
         with self._lock:
             self._replies.clear()
             self.requests.clear()
             self.received.clear()
+            self._embedding_replies.clear()
+            self.embedding_requests.clear()
             self.seconds_answering = 0.0
 
     def _next_reply(self, body: dict[str, Any]) -> Answer:
@@ -197,11 +215,15 @@ class ScriptedModel:
                 with model._lock:
                     model.received.append(received)
                 refusal = model._gate(received) if model._gate is not None else None
-                if refusal is None and not url.path.endswith("/chat/completions"):
+                embedding = url.path.endswith("/embeddings")
+                if refusal is None and not (embedding or url.path.endswith("/chat/completions")):
                     refusal = (404, "not found")
                 if refusal is not None:
                     error = {"message": refusal[1], "type": "invalid_request_error", "code": None}
                     self._send_json(refusal[0], {"error": error})
+                    return
+                if embedding:
+                    self._embeddings(received)
                     return
                 reply = model._next_reply(body)
                 if isinstance(reply, Slow):
@@ -218,6 +240,17 @@ class ScriptedModel:
                         self._send_json(200, _completion(body, reply))
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test): nothing to answer
+
+            def _embeddings(self, received: Received) -> None:
+                with model._lock:
+                    model.embedding_requests.append(received)
+                    scripted = model._embedding_replies.popleft() if model._embedding_replies else None
+                if isinstance(scripted, Fail):
+                    self._fail(scripted)
+                elif isinstance(scripted, Raw):
+                    self._raw(scripted)
+                else:
+                    self._send_json(200, scripted_embeddings.embeddings(received.body))
 
             def _fail(self, reply: Fail) -> None:
                 if reply.body is not None:

@@ -30,7 +30,6 @@ class Embedder:
         timeout_s: float = 60.0,
         batch_size: int = 64,
         max_retries: int = 2,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -39,7 +38,7 @@ class Embedder:
         self.batch_size = batch_size
         self.max_retries = max_retries
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s, transport=transport)
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -1,22 +1,39 @@
-"""The embeddings client against an OpenAI-shaped endpoint: batches, order, retries, clear failures."""
+"""The embeddings client against a real OpenAI-shaped endpoint on loopback (the scripted model's
+/v1/embeddings): batches, order, retries, clear failures."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
+from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from agentbox.errors import ModelError
 from agentbox.retrieval import embeddings
 from agentbox.retrieval.embeddings import Embedder
-from tests.unit.retrieval.embedding_server import EmbeddingServer, vector
+from tests.scripted_embeddings import vector
+from tests.scripted_model import Raw, ScriptedModel
 
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embeddings, "FIRST_BACKOFF_S", 0.0)
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[ScriptedModel]:
+    model = ScriptedModel().start()
+    yield model
+    model.stop()
+
+
+@pytest.fixture
+def server(endpoint: ScriptedModel) -> Iterator[ScriptedModel]:
+    endpoint.reset()
+    yield endpoint
+    endpoint.reset()
 
 
 def embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
@@ -29,35 +46,29 @@ def embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     return asyncio.run(go())
 
 
-def test_batches_in_order_with_the_key() -> None:
-    server = EmbeddingServer()
-    embedder = Embedder("http://emb.test/v1/", "nomic", "sk-1", batch_size=2, transport=server.transport())
+def test_batches_in_order_with_the_key(server: ScriptedModel) -> None:
+    embedder = Embedder(server.base_url + "/", "nomic", "sk-1", batch_size=2)
     texts = ["car", "sourdough loaf", "quokka", "automobile", "plain"]
     assert embed(embedder, texts) == [vector(t) for t in texts]
-    assert len(server.requests) == 3
-    first = server.requests[0]
-    assert str(first.url) == "http://emb.test/v1/embeddings"
+    assert len(server.embedding_requests) == 3
+    first = server.embedding_requests[0]
+    assert first.path == "/v1/embeddings"
     assert first.headers["authorization"] == "Bearer sk-1"
-    assert json.loads(first.content) == {
-        "model": "nomic",
-        "input": ["car", "sourdough loaf"],
-        "encoding_format": "float",
-    }
+    assert first.body == {"model": "nomic", "input": ["car", "sourdough loaf"], "encoding_format": "float"}
+    assert server.requests == []  # no chat completion was asked for
 
 
-def test_no_key_no_header_and_nothing_to_embed() -> None:
-    server = EmbeddingServer()
-    assert embed(Embedder("http://e.test/v1", "m", transport=server.transport()), ["x"])
-    assert "authorization" not in server.requests[0].headers
-    assert embed(Embedder("http://e.test/v1", "m", transport=server.transport()), []) == []
-    assert len(server.requests) == 1
+def test_no_key_no_header_and_nothing_to_embed(server: ScriptedModel) -> None:
+    assert embed(Embedder(server.base_url, "m"), ["x"])
+    assert "authorization" not in server.embedding_requests[0].headers
+    assert embed(Embedder(server.base_url, "m"), []) == []
+    assert len(server.embedding_requests) == 1
 
 
-def test_busy_and_broken_answers_are_retried() -> None:
-    server = EmbeddingServer()
-    server.fail = [503, 429]
-    assert embed(Embedder("http://e.test/v1", "m", max_retries=2, transport=server.transport()), ["car"])
-    assert len(server.requests) == 3
+def test_busy_and_broken_answers_are_retried(server: ScriptedModel) -> None:
+    server.script_embeddings(503, 429)
+    assert embed(Embedder(server.base_url, "m", max_retries=2), ["car"]) == [vector("car")]
+    assert len(server.embedding_requests) == 3
 
 
 @pytest.mark.parametrize(
@@ -68,14 +79,15 @@ def test_busy_and_broken_answers_are_retried() -> None:
         ([429], 0, "answered 429", "rate_limit_exceeded"),
     ],
 )
-def test_failures_say_what_the_endpoint_said(fail: list[int], retries: int, says: str, code: str) -> None:
-    server = EmbeddingServer()
-    server.fail = list(fail)
+def test_failures_say_what_the_endpoint_said(
+    server: ScriptedModel, fail: list[int], retries: int, says: str, code: str
+) -> None:
+    server.script_embeddings(*fail)
     with pytest.raises(ModelError) as caught:
-        embed(Embedder("http://e.test/v1", "m", max_retries=retries, transport=server.transport()), ["x"])
-    assert says in caught.value.message and "http://e.test/v1/embeddings" in caught.value.message
+        embed(Embedder(server.base_url, "m", max_retries=retries), ["x"])
+    assert says in caught.value.message and f"{server.base_url}/embeddings" in caught.value.message
     assert caught.value.code == code
-    assert len(server.requests) == len(fail)
+    assert len(server.embedding_requests) == len(fail)
 
 
 @pytest.mark.parametrize(
@@ -88,15 +100,21 @@ def test_failures_say_what_the_endpoint_said(fail: list[int], retries: int, says
         ["not", "an", "object"],
     ],
 )
-def test_answers_that_are_not_one_vector_per_input(answer: object) -> None:
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
-    with pytest.raises(ModelError, match="embeddings"):
-        embed(Embedder("http://e.test/v1", "m", transport=transport), ["x"])
+def test_answers_that_are_not_one_vector_per_input(server: ScriptedModel, answer: object) -> None:
+    server.script_embeddings(Raw(json.dumps(answer), "application/json"))
+    with pytest.raises(ModelError, match=r"not a list of embeddings|embeddings for 1 inputs"):
+        embed(Embedder(server.base_url, "m"), ["x"])
+
+
+def test_garbage_that_is_not_json(server: ScriptedModel) -> None:
+    server.script_embeddings(Raw("<html>502 bad gateway</html>", "text/html"))
+    with pytest.raises(ModelError, match="not a list of embeddings: <html>502"):
+        embed(Embedder(server.base_url, "m"), ["x"])
 
 
 def test_unreachable_endpoint() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    with pytest.raises(ModelError, match="cannot be reached: connection refused"):
-        embed(Embedder("http://e.test/v1", "m", max_retries=1, transport=httpx.MockTransport(refuse)), ["x"])
+    with socket.socket() as probe:  # a loopback port nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ModelError, match="cannot be reached"):
+        embed(Embedder(f"http://127.0.0.1:{port}/v1", "m", max_retries=1), ["x"])

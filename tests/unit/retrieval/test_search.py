@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import pytest
@@ -15,8 +15,9 @@ from agentbox.retrieval.embeddings import Embedder
 from agentbox.retrieval.results import SearchRequest, SearchResult
 from agentbox.retrieval.search import search
 from agentbox.store.database import Store
+from tests.scripted_embeddings import vector
+from tests.scripted_model import ScriptedModel
 from tests.unit.retrieval.conftest import chunk
-from tests.unit.retrieval.embedding_server import EmbeddingServer, vector
 
 FILES: dict[str, tuple[str, dict[str, Any], str, str]] = {
     "file_car": ("car.txt", {"kind": "manual", "year": 2021}, "vs_one", "The sedan needs new tyres."),
@@ -60,8 +61,23 @@ def find(
     return asyncio.run(search(store, embedder, request, NAMES, ATTRIBUTES, allowed))
 
 
-def embedder(server: EmbeddingServer) -> Embedder:
-    return Embedder("http://emb.test/v1", "m", transport=server.transport(), max_retries=0)
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[ScriptedModel]:
+    """A real /v1/embeddings on loopback (the scripted model's)."""
+    model = ScriptedModel().start()
+    yield model
+    model.stop()
+
+
+@pytest.fixture
+def server(endpoint: ScriptedModel) -> Iterator[ScriptedModel]:
+    endpoint.reset()
+    yield endpoint
+    endpoint.reset()
+
+
+def embedder(server: ScriptedModel) -> Embedder:
+    return Embedder(server.base_url, "m", max_retries=0)
 
 
 def test_full_text_alone(corpus: Store) -> None:
@@ -111,32 +127,30 @@ def test_a_malformed_filter_is_a_400(corpus: Store) -> None:
 
 
 @pytest.mark.parametrize("query", ["", "   ", '"', "NEAR(", "*", "the of and"])
-def test_odd_queries_answer_without_error(corpus: Store, query: str) -> None:
-    assert isinstance(find(corpus, query, embedder=embedder(EmbeddingServer())), list)
+def test_odd_queries_answer_without_error(corpus: Store, server: ScriptedModel, query: str) -> None:
+    assert isinstance(find(corpus, query, embedder=embedder(server)), list)
 
 
-def test_dense_finds_what_shares_no_word(corpus: Store) -> None:
-    server = EmbeddingServer()
+def test_dense_finds_what_shares_no_word(corpus: Store, server: ScriptedModel) -> None:
     assert find(corpus, "automobile") == []  # full text alone: no such word
     results = find(corpus, "automobile", embedder=embedder(server))
     assert results[0].file_id == "file_car"
     assert results[0].score == pytest.approx(1.0)  # cosine alone
     assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
-    assert len(server.requests) == 1
+    assert len(server.embedding_requests) == 1
 
 
-def test_fused_top_of_both_scores_one(corpus: Store) -> None:
-    results = find(corpus, "quokka marsupial", embedder=embedder(EmbeddingServer()))
+def test_fused_top_of_both_scores_one(corpus: Store, server: ScriptedModel) -> None:
+    results = find(corpus, "quokka marsupial", embedder=embedder(server))
     assert results[0].file_id == "file_roo" and results[0].score == pytest.approx(1.0)
     assert all(0 < r.score <= 1 for r in results)
 
 
 def test_a_failing_embedder_falls_back_to_full_text(
-    corpus: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    corpus: Store, server: ScriptedModel, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(embeddings, "FIRST_BACKOFF_S", 0.0)
-    server = EmbeddingServer()
-    server.fail = [500]
+    server.script_embeddings(500)
     with caplog.at_level(logging.WARNING, logger="agentbox.retrieval.search"):
         results = find(corpus, "quokka", embedder=embedder(server))
     assert [r.file_id for r in results] == ["file_roo"]
