@@ -130,7 +130,7 @@ async def delete_file(
     store: StoreDep, blobs: BlobsDep, vector_stores: VectorStoresDep, file_id: str
 ) -> wire.DeletedObject:
     record = await store.get(FileRecord, file_id)
-    await vector_stores.forget_file(file_id)  # it leaves every vector store it was in
+    await vector_stores.files.forget_file(file_id)  # it leaves every vector store it was in
     await store.remove(FileRecord, file_id)
     await blobs.delete(record.path)
     return wire.deleted_object(file_id, "file")

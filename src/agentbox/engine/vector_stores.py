@@ -1,9 +1,10 @@
-"""Vector stores: their files and file batches, their statuses and expiry, and the search over them.
+"""Vector stores: their statuses and expiry, and the search over them.
 
 VectorStoreService is the engine's Searcher (engine/surface.py): the agent loop's file_search
-calls and POST /vector_stores/{id}/search both come here. Ingestion runs in the background
-(engine/ingestion.py); statuses and counts are computed from the files' rows when read, so they
-can never disagree with them.
+calls and POST /vector_stores/{id}/search both come here. A store's files are `service.files`
+(engine/vector_store_files.py), its file batches `service.batches` (engine/vector_store_batches.py).
+Ingestion runs in the background (engine/ingestion.py); statuses and counts are computed from the
+files' rows when read, so they can never disagree with them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 from agentbox.engine import vector_store_checks as checks
 from agentbox.engine import vector_store_queries as queries
 from agentbox.engine.ingestion import Ingestor
+from agentbox.engine.vector_store_batches import StoreBatches
+from agentbox.engine.vector_store_files import StoreFiles
 from agentbox.engine.vector_store_queries import FileCounts
-from agentbox.errors import InvalidRequest, NotFound
+from agentbox.errors import InvalidRequest
 from agentbox.ids import new_id, now
 from agentbox.retrieval import filters as attribute_filters
 from agentbox.retrieval import index, search
@@ -27,7 +30,6 @@ from agentbox.retrieval.results import SearchRequest, SearchResult
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Order, Store
 from agentbox.store.records import (
-    FileRecord,
     Page,
     VectorStoreFileBatchRecord,
     VectorStoreFileRecord,
@@ -46,27 +48,13 @@ class StoreView:
     usage_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class BatchView:
-    record: VectorStoreFileBatchRecord
-    status: str
-    file_counts: FileCounts
-
-
-@dataclass(frozen=True, slots=True)
-class FileSpec:
-    """One file of a batch: its id, and optionally its own attributes and chunking."""
-
-    file_id: str
-    attributes: dict[str, Any] | None = None
-    chunking_strategy: dict[str, Any] | None = None
-
-
 class VectorStoreService:
     def __init__(self, store: Store, blobs: BlobStore, embedder: Embedder | None) -> None:
         self._store = store
         self._embedder = embedder
         self._ingestor = Ingestor(store, blobs, embedder)
+        self.files = StoreFiles(store, self._ingestor)
+        self.batches = StoreBatches(store, self.files)
         self._thread_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -90,7 +78,7 @@ class VectorStoreService:
     ) -> VectorStoreRecord:
         expiry = checks.expires_after(expires_after)
         strategy = checks.chunking(chunking_strategy)
-        await self._existing_files(file_ids, "file_ids")
+        await self.files.check_exist(file_ids, "file_ids")
         created = now()
         record = await self._store.add(
             VectorStoreRecord(
@@ -107,7 +95,7 @@ class VectorStoreService:
             )
         )
         for file_id in dict.fromkeys(file_ids):
-            await self._attach(record, file_id, strategy, {}, None)
+            await self.files.attach(record, file_id, strategy, {}, None)
         return record
 
     async def retrieve(self, store_id: str) -> StoreView:
@@ -143,146 +131,6 @@ class VectorStoreService:
         await self._store.remove_all(VectorStoreFileBatchRecord, vector_store_id=store_id)
         await index.remove_chunks(self._store, store_id)
 
-    # -- files ----------------------------------------------------------------------------------
-
-    async def attach_file(
-        self,
-        store_id: str,
-        file_id: str,
-        chunking_strategy: dict[str, Any] | None = None,
-        attributes: dict[str, Any] | None = None,
-    ) -> VectorStoreFileRecord:
-        record = await self._store.get(VectorStoreRecord, store_id)
-        strategy = checks.chunking(chunking_strategy)
-        attrs = checks.attributes(attributes)
-        try:
-            await self._store.get(FileRecord, file_id)
-        except NotFound:
-            raise NotFound(f"No file found with id '{file_id}'.", param="file_id") from None
-        return await self._attach(record, file_id, strategy, attrs, None)
-
-    async def list_files(
-        self,
-        store_id: str,
-        *,
-        limit: int,
-        order: Order,
-        after: str | None,
-        before: str | None,
-        status: str | None = None,
-        batch_id: str | None = None,
-    ) -> Page[VectorStoreFileRecord]:
-        """Cursors are file ids, as the wire shows them."""
-        await self._store.get(VectorStoreRecord, store_id)
-        return await self._store.page(
-            VectorStoreFileRecord,
-            limit=limit,
-            order=order,
-            after=await self._cursor(store_id, after, "after"),
-            before=await self._cursor(store_id, before, "before"),
-            vector_store_id=store_id,
-            status=status,
-            batch_id=batch_id,
-        )
-
-    async def retrieve_file(self, store_id: str, file_id: str) -> VectorStoreFileRecord:
-        await self._store.get(VectorStoreRecord, store_id)
-        found = await self._store.all(VectorStoreFileRecord, vector_store_id=store_id, file_id=file_id)
-        if not found:
-            raise NotFound(f"No file found with id '{file_id}' in vector store '{store_id}'.")
-        return found[0]
-
-    async def update_file(self, store_id: str, file_id: str, attributes: Any) -> VectorStoreFileRecord:
-        record = await self.retrieve_file(store_id, file_id)
-        attrs = checks.attributes(attributes)
-        return await self._store.change(VectorStoreFileRecord, record.id, attributes=attrs)
-
-    async def delete_file(self, store_id: str, file_id: str) -> None:
-        """Detach the file: its chunks go, the File object stays."""
-        record = await self.retrieve_file(store_id, file_id)
-        await self._store.remove(VectorStoreFileRecord, record.id)
-        await index.remove_chunks(self._store, store_id, file_id)
-
-    async def file_content(self, store_id: str, file_id: str) -> list[str]:
-        """The file's text as its chunks hold it, in order."""
-        await self.retrieve_file(store_id, file_id)
-        return await queries.chunk_texts(self._store, store_id, file_id)
-
-    async def forget_file(self, file_id: str) -> None:
-        """A File was deleted: it leaves every store it was in."""
-        for record in await self._store.all(VectorStoreFileRecord, file_id=file_id):
-            await self._store.remove(VectorStoreFileRecord, record.id)
-            await index.remove_chunks(self._store, record.vector_store_id, file_id)
-
-    async def file_ids(self, store_id: str) -> list[str]:
-        """The store's files that finished ingesting, for the code interpreter (its vector stores): a
-        file whose text could not be indexed (a CSV: `failed`, unsupported_file) is still there."""
-        found = await self._store.all(VectorStoreFileRecord, vector_store_id=store_id)
-        return [r.file_id for r in found if r.status in ("completed", "failed")]
-
-    # -- batches --------------------------------------------------------------------------------
-
-    async def create_batch(
-        self,
-        store_id: str,
-        files: Sequence[FileSpec],
-        chunking_strategy: dict[str, Any] | None = None,
-        attributes: dict[str, Any] | None = None,
-    ) -> BatchView:
-        record = await self._store.get(VectorStoreRecord, store_id)
-        if not files:
-            raise InvalidRequest("A file batch needs at least one file.", param="file_ids")
-        default_strategy = checks.chunking(chunking_strategy)
-        default_attributes = checks.attributes(attributes)
-        planned = []
-        for position, spec in enumerate(files):
-            planned.append(
-                (
-                    spec.file_id,
-                    checks.chunking(spec.chunking_strategy, f"files[{position}].chunking_strategy")
-                    or default_strategy,
-                    checks.attributes(spec.attributes, f"files[{position}].attributes")
-                    if spec.attributes is not None
-                    else default_attributes,
-                )
-            )
-        await self._existing_files([spec.file_id for spec in files], "file_ids")
-        batch = await self._store.add(
-            VectorStoreFileBatchRecord(
-                id=new_id("vsfb_"),
-                created_at=now(),
-                vector_store_id=store_id,
-                status="in_progress",
-                file_ids=[spec.file_id for spec in files],
-            )
-        )
-        for file_id, strategy, attrs in planned:
-            await self._attach(record, file_id, strategy, attrs, batch.id)
-        return await self.retrieve_batch(store_id, batch.id)
-
-    async def retrieve_batch(self, store_id: str, batch_id: str) -> BatchView:
-        batch = await self._store.get(VectorStoreFileBatchRecord, batch_id, vector_store_id=store_id)
-        counts = (await queries.counts(self._store, "batch_id", [batch_id])).get(batch_id, (FileCounts(), 0))[
-            0
-        ]
-        if batch.status == "cancelled":
-            status = "cancelled"
-        else:
-            status = "in_progress" if counts.in_progress else "completed"
-        return BatchView(batch, status, counts)
-
-    async def cancel_batch(self, store_id: str, batch_id: str) -> BatchView:
-        """Files of the batch not yet ingested end cancelled; those done stay."""
-        batch = await self.retrieve_batch(store_id, batch_id)
-        if batch.status == "in_progress":
-            await self._store.change(VectorStoreFileBatchRecord, batch_id, status="cancelled")
-            for record in await self._store.all(
-                VectorStoreFileRecord, batch_id=batch_id, status="in_progress"
-            ):
-                await self._store.change(VectorStoreFileRecord, record.id, status="cancelled")
-                await index.remove_chunks(self._store, store_id, record.file_id)
-        return await self.retrieve_batch(store_id, batch_id)
-
     # -- search ---------------------------------------------------------------------------------
 
     async def search(self, request: SearchRequest) -> list[SearchResult]:
@@ -310,6 +158,12 @@ class VectorStoreService:
         names = await queries.filenames(self._store, {record.file_id for record in files})
         attributes = {record.file_id: record.attributes for record in files}
         return await search.search(self._store, self._embedder, request, names, attributes, set(attributes))
+
+    async def file_ids(self, store_id: str) -> list[str]:
+        """The store's files that finished ingesting, for the code interpreter (its vector stores): a
+        file whose text could not be indexed (a CSV: `failed`, unsupported_file) is still there."""
+        found = await self._store.all(VectorStoreFileRecord, vector_store_id=store_id)
+        return [r.file_id for r in found if r.status in ("completed", "failed")]
 
     async def touch(self, store_ids: Iterable[str]) -> None:
         """A search or a run used these stores: their expiry starts over."""
@@ -340,55 +194,12 @@ class VectorStoreService:
                 record = found[0]
             else:
                 record = await self.create(expires_after=THREAD_STORE_EXPIRY, thread_id=thread_id)
-            await self._existing_files(file_ids, "attachments")
+            await self.files.check_exist(file_ids, "attachments")
             for file_id in dict.fromkeys(file_ids):
-                await self._attach(record, file_id, None, {}, None)
+                await self.files.attach(record, file_id, None, {}, None)
             return record.id
 
     # -- helpers --------------------------------------------------------------------------------
-
-    async def _attach(
-        self,
-        store: VectorStoreRecord,
-        file_id: str,
-        strategy: dict[str, Any] | None,
-        attrs: dict[str, Any],
-        batch_id: str | None,
-    ) -> VectorStoreFileRecord:
-        """Attach once: a file already in the store is answered as it is (batch files move over)."""
-        existing = await self._store.all(VectorStoreFileRecord, vector_store_id=store.id, file_id=file_id)
-        if existing:
-            return existing[0]
-        record = await self._store.add(
-            VectorStoreFileRecord(
-                id=new_id("vsf_"),
-                created_at=now(),
-                vector_store_id=store.id,
-                file_id=file_id,
-                status="in_progress",
-                chunking_strategy=strategy or store.chunking_strategy or dict(checks.AUTO),
-                attributes=attrs,
-                batch_id=batch_id,
-            )
-        )
-        self._ingestor.submit(record)
-        return record
-
-    async def _existing_files(self, file_ids: Iterable[str], param: str) -> None:
-        known = await queries.filenames(self._store, set(file_ids))
-        missing = [file_id for file_id in file_ids if file_id not in known]
-        if missing:
-            raise InvalidRequest(f"No file found with id '{missing[0]}'.", param=param)
-
-    async def _cursor(self, store_id: str, file_id: str | None, param: str) -> str | None:
-        if file_id is None:
-            return None
-        found = await self._store.all(VectorStoreFileRecord, vector_store_id=store_id, file_id=file_id)
-        if not found:
-            raise InvalidRequest(
-                f"No vector store file found with id '{file_id}' for '{param}'.", param=param
-            )
-        return found[0].id
 
     async def _views(self, records: Sequence[VectorStoreRecord]) -> list[StoreView]:
         counts = await queries.counts(self._store, "vector_store_id", [r.id for r in records])
