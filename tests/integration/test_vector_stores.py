@@ -324,6 +324,25 @@ def test_cancelling_a_batch_ends_it(client: openai.OpenAI) -> None:
         ("{store}/files", {"file_id": "{file}", "attributes": {"k": ["list"]}}, 400, "attributes.k"),
         ("{store}/file_batches", {}, 400, None),
         ("{store}/file_batches", {"file_ids": ["file-nope"]}, 400, "file_ids"),
+        # Azure's data sources name assets this server cannot reach: refused, never dropped.
+        (
+            "/vector_stores",
+            {"configuration": {"data_sources": [{"uri": "azureml://x", "type": "uri_asset"}]}},
+            400,
+            "configuration",
+        ),
+        (
+            "{store}/file_batches",
+            {"data_sources": [{"uri": "azureml://x", "type": "uri_asset"}], "file_ids": ["{file}"]},
+            400,
+            "data_sources",
+        ),
+        (
+            "/assistants",
+            {"model": "m", "tool_resources": {"code_interpreter": {"data_sources": [{}]}}},
+            400,
+            "tool_resources.code_interpreter.data_sources",
+        ),
     ],
 )
 def test_bad_input_is_a_4xx_naming_the_parameter(

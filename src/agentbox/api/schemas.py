@@ -21,6 +21,17 @@ def _check_metadata(value: Metadata | None) -> Metadata | None:
     return value
 
 
+def no_azure_data_sources(value: Any) -> Any:
+    """Azure's data_sources and store configuration name Azure AI Search or Azure ML assets, which
+    this server cannot reach: refused, never dropped (a store would be empty yet `completed`)."""
+    if value:
+        raise ValueError(
+            "Azure data sources (Azure ML data assets, Azure AI Search) are not supported by this "
+            "server; upload the files to /files and give their ids instead"
+        )
+    return value
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -66,6 +77,9 @@ class CodeInterpreterResources(_Body):
     vector_store_ids: list[str] | None = None
     """Stores whose completed files are placed in /mnt/data too (the classic Azure agents' and
     OpenAI .NET's CodeInterpreterToolResources.VectorStoreIds)."""
+    data_sources: Any = None
+
+    _data_sources = field_validator("data_sources")(no_azure_data_sources)
 
 
 class NewVectorStore(_Body):

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from agentbox.api import wire
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
+from agentbox.api.schemas import no_azure_data_sources
 from agentbox.api.vector_stores import (
     FileCountsObject,
     TextContent,
@@ -18,7 +19,7 @@ from agentbox.api.vector_stores import (
     _Body,
     counts_object,
 )
-from agentbox.engine.vector_stores import BatchView, FileSpec
+from agentbox.engine.vector_store_batches import BatchView, FileSpec
 from agentbox.store.records import VectorStoreFileRecord
 
 router = APIRouter(tags=["vector_stores"], responses=ERROR_RESPONSES)
@@ -36,6 +37,9 @@ class AttachFile(_Body):
     file_id: str = Field(min_length=1)
     chunking_strategy: dict[str, Any] | None = None
     attributes: Attributes | None = None
+    data_sources: Any = None
+
+    _data_sources = field_validator("data_sources")(no_azure_data_sources)
 
 
 class UpdateFile(_Body):
@@ -54,6 +58,9 @@ class CreateBatch(_Body):
     """Per-file attributes and chunking; give either this or file_ids."""
     chunking_strategy: dict[str, Any] | None = None
     attributes: Attributes | None = None
+    data_sources: Any = None
+
+    _data_sources = field_validator("data_sources")(no_azure_data_sources)
 
     @model_validator(mode="after")
     def _one_list(self) -> CreateBatch:
@@ -142,7 +149,9 @@ BATCHES = "/vector_stores/{vector_store_id}/file_batches"
 async def attach_file(
     service: VectorStoresDep, response: Response, vector_store_id: str, body: AttachFile
 ) -> VectorStoreFileObject:
-    record = await service.attach_file(vector_store_id, body.file_id, body.chunking_strategy, body.attributes)
+    record = await service.files.attach_file(
+        vector_store_id, body.file_id, body.chunking_strategy, body.attributes
+    )
     _poll_soon(response, record.status)
     return file_object(record)
 
@@ -154,7 +163,7 @@ async def list_vector_store_files(
     page: ListDep,
     filter: Annotated[FileStatus | None, Query()] = None,
 ) -> wire.ListObject[VectorStoreFileObject]:
-    found = await service.list_files(
+    found = await service.files.list_files(
         vector_store_id,
         limit=page.limit,
         order=page.order,
@@ -169,7 +178,7 @@ async def list_vector_store_files(
 async def retrieve_vector_store_file(
     service: VectorStoresDep, response: Response, vector_store_id: str, file_id: str
 ) -> VectorStoreFileObject:
-    record = await service.retrieve_file(vector_store_id, file_id)
+    record = await service.files.retrieve_file(vector_store_id, file_id)
     _poll_soon(response, record.status)
     return file_object(record)
 
@@ -178,14 +187,14 @@ async def retrieve_vector_store_file(
 async def update_vector_store_file(
     service: VectorStoresDep, vector_store_id: str, file_id: str, body: UpdateFile
 ) -> VectorStoreFileObject:
-    return file_object(await service.update_file(vector_store_id, file_id, body.attributes))
+    return file_object(await service.files.update_file(vector_store_id, file_id, body.attributes))
 
 
 @router.delete(FILES + "/{file_id}")
 async def delete_vector_store_file(
     service: VectorStoresDep, vector_store_id: str, file_id: str
 ) -> VectorStoreFileDeleted:
-    await service.delete_file(vector_store_id, file_id)
+    await service.files.delete_file(vector_store_id, file_id)
     return VectorStoreFileDeleted(id=file_id)
 
 
@@ -193,7 +202,7 @@ async def delete_vector_store_file(
 async def vector_store_file_content(
     service: VectorStoresDep, vector_store_id: str, file_id: str
 ) -> FileContentPage:
-    texts = await service.file_content(vector_store_id, file_id)
+    texts = await service.files.file_content(vector_store_id, file_id)
     return FileContentPage(data=[TextContent(text=text) for text in texts])
 
 
@@ -208,7 +217,7 @@ async def create_file_batch(
         specs = [FileSpec(f.file_id, f.attributes, f.chunking_strategy) for f in body.files]
     else:
         specs = [FileSpec(file_id) for file_id in body.file_ids or []]
-    view = await service.create_batch(vector_store_id, specs, body.chunking_strategy, body.attributes)
+    view = await service.batches.create_batch(vector_store_id, specs, body.chunking_strategy, body.attributes)
     _poll_soon(response, view.status)
     return batch_object(view)
 
@@ -217,14 +226,14 @@ async def create_file_batch(
 async def retrieve_file_batch(
     service: VectorStoresDep, response: Response, vector_store_id: str, batch_id: str
 ) -> BatchObject:
-    view = await service.retrieve_batch(vector_store_id, batch_id)
+    view = await service.batches.retrieve_batch(vector_store_id, batch_id)
     _poll_soon(response, view.status)
     return batch_object(view)
 
 
 @router.post(BATCHES + "/{batch_id}/cancel")
 async def cancel_file_batch(service: VectorStoresDep, vector_store_id: str, batch_id: str) -> BatchObject:
-    return batch_object(await service.cancel_batch(vector_store_id, batch_id))
+    return batch_object(await service.batches.cancel_batch(vector_store_id, batch_id))
 
 
 @router.get(BATCHES + "/{batch_id}/files")
@@ -235,8 +244,8 @@ async def list_file_batch_files(
     page: ListDep,
     filter: Annotated[FileStatus | None, Query()] = None,
 ) -> wire.ListObject[VectorStoreFileObject]:
-    await service.retrieve_batch(vector_store_id, batch_id)
-    found = await service.list_files(
+    await service.batches.retrieve_batch(vector_store_id, batch_id)
+    found = await service.files.list_files(
         vector_store_id,
         limit=page.limit,
         order=page.order,

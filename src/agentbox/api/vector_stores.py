@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agentbox.api import wire
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
-from agentbox.api.schemas import Metadata, _check_metadata
+from agentbox.api.schemas import Metadata, _check_metadata, no_azure_data_sources
 from agentbox.engine.vector_store_queries import FileCounts
 from agentbox.engine.vector_stores import StoreView, VectorStoreService
 from agentbox.retrieval.results import SearchRequest, SearchResult
@@ -45,8 +45,11 @@ class CreateVectorStore(_Body):
     chunking_strategy: dict[str, Any] | None = None
     """{"type": "auto"} or {"type": "static", "static": {…}}: checked by engine/vector_store_checks.py."""
     metadata: Metadata | None = None
+    configuration: Any = None
+    """Azure's store configuration (its data_sources): refused."""
 
     _metadata = field_validator("metadata")(_check_metadata)
+    _configuration = field_validator("configuration")(no_azure_data_sources)
 
 
 class UpdateVectorStore(_Body):
