@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import api, baselines, load, sessions
+from bench import api, baselines, load, retrieval, sessions
 from bench.stats import Figure, ms
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             found, failures = load.measure(root, 1000, 200, ["previous", "current"])
         figures += found
+        # file_search: ranking quality and ingestion speed (--quick: full text only, no llama.cpp).
+        figures += retrieval.measure(root / "retrieval", args.quick)
     result = {
         "machine": f"{platform.node()} {platform.machine()} {platform.platform()}",
         "cpus": len(__import__("os").sched_getaffinity(0)),
