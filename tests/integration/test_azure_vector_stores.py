@@ -25,18 +25,13 @@ from azure.ai.projects.models import (
 from azure.identity import DefaultAzureCredential
 
 from tests.azure_identity_env import start_azure_server, use_local_identity
+from tests.documents import write_docx
 from tests.integration.test_code_interpreter_stores import SUM, answer
-from tests.integration.test_file_search_assistants import (
-    FACT,
-    OTHER,
-    cite,
-    marker_of,
-    search_call,
-    write_docx,
-)
+from tests.integration.test_file_search_assistants import FACT, OTHER, cite
 from tests.integration.test_seed_scenario import expected_total
 from tests.live_server import LiveServer
 from tests.scripted_model import Code, ScriptedModel
+from tests.search_replies import marker_of, search_call
 
 pytestmark = pytest.mark.slow
 
@@ -114,11 +109,11 @@ def test_file_search_cites_the_passage(
 ) -> None:
     agents = project.agents
     depot = agents.upload_file_and_poll(
-        file_path=str(write_docx(tmp_path / "depot.docx", "Depot inventory.", FACT, "Serviced in May.")),
+        file_path=str(write_docx(tmp_path / "depot.docx", ["Depot inventory.", FACT, "Serviced in May."])),
         purpose=FilePurpose.AGENTS,
     )
     harbour = agents.upload_file_and_poll(
-        file_path=str(write_docx(tmp_path / "harbour.docx", "Harbour history.", OTHER)),
+        file_path=str(write_docx(tmp_path / "harbour.docx", ["Harbour history.", OTHER])),
         purpose=FilePurpose.AGENTS,
     )
     store = agents.create_vector_store_and_poll(file_ids=[], name="depot library", sleep_interval=0.1)

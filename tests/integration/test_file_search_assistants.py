@@ -7,7 +7,6 @@ mistakes of the tool's settings."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,53 +15,20 @@ import httpx
 import openai
 import pytest
 from azure.ai.agents.models import FileSearchTool, MessageAttachment
-from docx import Document
 
 from tests.conftest import API_KEY
+from tests.documents import write_docx
 from tests.live_server import LiveServer
-from tests.scripted_model import Chunks, Messages, ScriptedModel, Text, last_tool_output
+from tests.scripted_model import Messages, ScriptedModel, Text, last_tool_output
+from tests.search_replies import marker_of, search_call
 
 FACT = "The Halvard-3 compressor at the Osterby depot delivers 61 litres of air per second."
 OTHER = "The Marrow lighthouse was painted red and white in 1931 by the harbour guild."
 INCLUDE = "step_details.tool_calls[*].file_search.results[*].content"
-BLOCK = re.compile(r"(【\d+:\d+†[^】]*】)\n([^【]*)")
 AZURE = "/api/projects/p1"
 AZURE_VERSION = {"api-version": "2025-05-15-preview"}
 
 pytestmark = pytest.mark.slow
-
-
-def write_docx(path: Path, *paragraphs: str) -> Path:
-    document = Document()
-    for paragraph in paragraphs:
-        document.add_paragraph(paragraph)
-    document.save(str(path))
-    return path
-
-
-def search_call(*queries: str) -> Chunks:
-    """A model turn that calls the file_search tool agentbox offers, its arguments streamed."""
-    base = {"id": "chatcmpl-search", "object": "chat.completion.chunk", "created": 0, "model": "scripted"}
-    call = {"index": 0, "id": "call_search", "type": "function"}
-    deltas: list[dict[str, Any]] = [
-        {"role": "assistant", "content": ""},
-        {"tool_calls": [{**call, "function": {"name": "file_search", "arguments": ""}}]},
-        {"tool_calls": [{"index": 0, "function": {"arguments": json.dumps({"queries": list(queries)})}}]},
-    ]
-    chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
-    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-    chunks.append(
-        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}], "usage": usage}
-    )
-    return Chunks(chunks)
-
-
-def marker_of(messages: Messages, words: str) -> str:
-    """The marker the search gave the passage holding `words`."""
-    for marker, passage in BLOCK.findall(last_tool_output(messages)):
-        if words in passage:
-            return marker
-    raise AssertionError(f"no passage with {words!r} in: {last_tool_output(messages)}")
 
 
 def cite(messages: Messages) -> Text:
@@ -86,8 +52,8 @@ def api(live_server: LiveServer) -> Iterator[httpx.Client]:
 def docs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("docs")
     return {
-        "depot": write_docx(folder / "depot.docx", "Depot inventory.", FACT, "Serviced in May."),
-        "lighthouse": write_docx(folder / "lighthouse.docx", "Harbour history.", OTHER),
+        "depot": write_docx(folder / "depot.docx", ["Depot inventory.", FACT, "Serviced in May."]),
+        "lighthouse": write_docx(folder / "lighthouse.docx", ["Harbour history.", OTHER]),
     }
 
 

@@ -6,7 +6,6 @@ the client mistakes of the tool over plain HTTP."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,51 +14,18 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from docx import Document
 
+from tests.documents import write_docx
 from tests.live_server import REPO, LiveServer
-from tests.scripted_model import Chunks, Messages, ScriptedModel, Text, last_tool_output
+from tests.scripted_model import Messages, ScriptedModel, Text, last_tool_output
+from tests.search_replies import PASSAGE, marker_of, search_call
 
 FACT = "The Zephyr-7 turbine at the Karsund plant produces 4.2 megawatts of electricity."
 RIVER = "The Velda river floods every spring and its delta shelters rare herons."
 ANSWER = "The Zephyr-7 produces 4.2 megawatts"
 INCLUDE = ["file_search_call.results"]
-BLOCK = re.compile(r"(【\d+:\d+†[^】]*】)\n([^【]*)")
 
 pytestmark = pytest.mark.slow
-
-
-def write_docx(path: Path, *paragraphs: str) -> Path:
-    document = Document()
-    for paragraph in paragraphs:
-        document.add_paragraph(paragraph)
-    document.save(str(path))
-    return path
-
-
-def search_call(*queries: str) -> Chunks:
-    """A model turn that calls the file_search tool agentbox offers."""
-    base = {"id": "chatcmpl-search", "object": "chat.completion.chunk", "created": 0, "model": "scripted"}
-    call = {"index": 0, "id": "call_search", "type": "function"}
-    deltas: list[dict[str, Any]] = [
-        {"role": "assistant", "content": ""},
-        {"tool_calls": [{**call, "function": {"name": "file_search", "arguments": ""}}]},
-        {"tool_calls": [{"index": 0, "function": {"arguments": json.dumps({"queries": list(queries)})}}]},
-    ]
-    chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
-    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-    chunks.append(
-        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}], "usage": usage}
-    )
-    return Chunks(chunks)
-
-
-def marker_of(messages: Messages, words: str) -> str:
-    """The marker the search gave the passage holding `words`."""
-    for marker, passage in BLOCK.findall(last_tool_output(messages)):
-        if words in passage:
-            return marker
-    raise AssertionError(f"no passage with {words!r} in: {last_tool_output(messages)}")
 
 
 def cite(messages: Messages) -> Text:
@@ -76,8 +42,8 @@ def sdk(live_server: LiveServer) -> Iterator[openai.OpenAI]:
 def library(sdk: openai.OpenAI, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A vector store with two docx files, each with a topic attribute."""
     folder = tmp_path_factory.mktemp("docs")
-    turbines = write_docx(folder / "turbines.docx", "Plant report.", FACT, "Maintenance is yearly.")
-    rivers = write_docx(folder / "rivers.docx", "Field notes.", RIVER)
+    turbines = write_docx(folder / "turbines.docx", ["Plant report.", FACT, "Maintenance is yearly."])
+    rivers = write_docx(folder / "rivers.docx", ["Field notes.", RIVER])
     store = sdk.vector_stores.create(name="library")
     ids = {"store": store.id}
     for name, path in (("turbines", turbines), ("rivers", rivers)):
@@ -140,7 +106,7 @@ def test_search_and_cite(sdk: openai.OpenAI, scripted_model: ScriptedModel, libr
 def marker_of_any(messages: Messages) -> str:
     for message in messages:
         if message.get("role") == "tool":
-            for marker, passage in BLOCK.findall(str(message["content"])):
+            for marker, passage in PASSAGE.findall(str(message["content"])):
                 if "4.2 megawatts" in passage:
                     return marker
     raise AssertionError("the earlier search's passages are not in the conversation")

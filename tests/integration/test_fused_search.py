@@ -23,10 +23,10 @@ from openai.types.responses import (
 from openai.types.responses.response_output_text import AnnotationFileCitation
 
 from tests.conftest import API_KEY
+from tests.documents import write_docx
 from tests.live_server import LiveServer
 from tests.model_replies import function_call
 from tests.scripted_model import Messages, ScriptedModel, Text, last_tool_output
-from tests.unit.retrieval.documents import write_docx
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from tests.conftest import API_KEY
+from tests.documents import pdf_bytes, write_docx
 from tests.live_server import LiveServer
-from tests.unit.retrieval.documents import pdf_bytes, write_docx
 
 pytestmark = pytest.mark.slow
 

@@ -86,20 +86,3 @@ async def run_call(
     text, markers = citations.format_results(call_no, results, queries)
     await sink.finish(queries, results, markers)
     return text
-
-
-def search_call_turn(call_id: str, queries: list[str]) -> dict[str, Any]:
-    """A past file_search call as the model's own turn, for a conversation rebuilt from stored items
-    (its tool result: citations.format_results of the stored results, or loop.tool_result)."""
-    arguments = json.dumps({"queries": queries})
-    return {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [
-            {
-                "id": call_id,
-                "type": "function",
-                "function": {"name": SEARCH_TOOL_NAME, "arguments": arguments},
-            }
-        ],
-    }

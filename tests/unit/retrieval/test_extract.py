@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentbox.retrieval.extract import SUPPORTED_EXTENSIONS, UnreadableFile, extract_text
-from tests.unit.retrieval.documents import pdf_bytes, write_docx, write_pptx
+from tests.documents import pdf_bytes, write_docx, write_pptx
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
