@@ -115,6 +115,17 @@ def descendants(root: int) -> set[int]:
     return found
 
 
+def descends_from(pid: int, root: int) -> bool:
+    while pid > 1:
+        fields = _stat(pid)
+        if fields is None:
+            return False
+        pid = int(fields[1])
+        if pid == root:
+            return True
+    return False
+
+
 def footprint(server: LiveServer) -> Footprint:
     sessions = server.data_dir.resolve() / "sessions"
     group = cgroup_group(sessions)
@@ -134,12 +145,13 @@ def left_behind(old: Footprint, server: LiveServer) -> list[str]:
     sessions = server.data_dir.resolve() / "sessions"
     group = cgroup_group(sessions)
     left = []
-    new = descendants(server.pid)
     for pid in host_pids():
         fields = _stat(pid)
         if fields is not None and (pid, fields[19]) in old.processes:
             left.append(f"process {pid}")
-        elif _uid(pid) in old.uids and pid not in new:
+        # Ancestry is read per process, now: the new server's pool may start a sandbox on a reused
+        # uid while this loop runs, and a list of its descendants taken before would miss it.
+        elif _uid(pid) in old.uids and not descends_from(pid, server.pid):
             # An old session's uid may run only under the new server: not in an old session's
             # cgroup, and not outside every agentbox cgroup (escaped). Another server's group (a
             # test running beside this one) is not ours to judge.
