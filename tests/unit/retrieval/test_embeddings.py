@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,20 +21,6 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embeddings, "FIRST_BACKOFF_S", 0.0)
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[ScriptedModel]:
-    model = ScriptedModel().start()
-    yield model
-    model.stop()
-
-
-@pytest.fixture
-def server(endpoint: ScriptedModel) -> Iterator[ScriptedModel]:
-    endpoint.reset()
-    yield endpoint
-    endpoint.reset()
-
-
 def embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     async def go() -> list[list[float]]:
         try:
@@ -46,29 +31,29 @@ def embed(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     return asyncio.run(go())
 
 
-def test_batches_in_order_with_the_key(server: ScriptedModel) -> None:
-    embedder = Embedder(server.base_url + "/", "nomic", "sk-1", batch_size=2)
+def test_batches_in_order_with_the_key(scripted_model: ScriptedModel) -> None:
+    embedder = Embedder(scripted_model.base_url + "/", "nomic", "sk-1", batch_size=2)
     texts = ["car", "sourdough loaf", "quokka", "automobile", "plain"]
     assert embed(embedder, texts) == [vector(t) for t in texts]
-    assert len(server.embedding_requests) == 3
-    first = server.embedding_requests[0]
+    assert len(scripted_model.embedding_requests) == 3
+    first = scripted_model.embedding_requests[0]
     assert first.path == "/v1/embeddings"
     assert first.headers["authorization"] == "Bearer sk-1"
     assert first.body == {"model": "nomic", "input": ["car", "sourdough loaf"], "encoding_format": "float"}
-    assert server.requests == []  # no chat completion was asked for
+    assert scripted_model.requests == []  # no chat completion was asked for
 
 
-def test_no_key_no_header_and_nothing_to_embed(server: ScriptedModel) -> None:
-    assert embed(Embedder(server.base_url, "m"), ["x"])
-    assert "authorization" not in server.embedding_requests[0].headers
-    assert embed(Embedder(server.base_url, "m"), []) == []
-    assert len(server.embedding_requests) == 1
+def test_no_key_no_header_and_nothing_to_embed(scripted_model: ScriptedModel) -> None:
+    assert embed(Embedder(scripted_model.base_url, "m"), ["x"])
+    assert "authorization" not in scripted_model.embedding_requests[0].headers
+    assert embed(Embedder(scripted_model.base_url, "m"), []) == []
+    assert len(scripted_model.embedding_requests) == 1
 
 
-def test_busy_and_broken_answers_are_retried(server: ScriptedModel) -> None:
-    server.script_embeddings(503, 429)
-    assert embed(Embedder(server.base_url, "m", max_retries=2), ["car"]) == [vector("car")]
-    assert len(server.embedding_requests) == 3
+def test_busy_and_broken_answers_are_retried(scripted_model: ScriptedModel) -> None:
+    scripted_model.script_embeddings(503, 429)
+    assert embed(Embedder(scripted_model.base_url, "m", max_retries=2), ["car"]) == [vector("car")]
+    assert len(scripted_model.embedding_requests) == 3
 
 
 @pytest.mark.parametrize(
@@ -80,14 +65,14 @@ def test_busy_and_broken_answers_are_retried(server: ScriptedModel) -> None:
     ],
 )
 def test_failures_say_what_the_endpoint_said(
-    server: ScriptedModel, fail: list[int], retries: int, says: str, code: str
+    scripted_model: ScriptedModel, fail: list[int], retries: int, says: str, code: str
 ) -> None:
-    server.script_embeddings(*fail)
+    scripted_model.script_embeddings(*fail)
     with pytest.raises(ModelError) as caught:
-        embed(Embedder(server.base_url, "m", max_retries=retries), ["x"])
-    assert says in caught.value.message and f"{server.base_url}/embeddings" in caught.value.message
+        embed(Embedder(scripted_model.base_url, "m", max_retries=retries), ["x"])
+    assert says in caught.value.message and f"{scripted_model.base_url}/embeddings" in caught.value.message
     assert caught.value.code == code
-    assert len(server.embedding_requests) == len(fail)
+    assert len(scripted_model.embedding_requests) == len(fail)
 
 
 @pytest.mark.parametrize(
@@ -100,16 +85,16 @@ def test_failures_say_what_the_endpoint_said(
         ["not", "an", "object"],
     ],
 )
-def test_answers_that_are_not_one_vector_per_input(server: ScriptedModel, answer: object) -> None:
-    server.script_embeddings(Raw(json.dumps(answer), "application/json"))
+def test_answers_that_are_not_one_vector_per_input(scripted_model: ScriptedModel, answer: object) -> None:
+    scripted_model.script_embeddings(Raw(json.dumps(answer), "application/json"))
     with pytest.raises(ModelError, match=r"not a list of embeddings|embeddings for 1 inputs"):
-        embed(Embedder(server.base_url, "m"), ["x"])
+        embed(Embedder(scripted_model.base_url, "m"), ["x"])
 
 
-def test_garbage_that_is_not_json(server: ScriptedModel) -> None:
-    server.script_embeddings(Raw("<html>502 bad gateway</html>", "text/html"))
+def test_garbage_that_is_not_json(scripted_model: ScriptedModel) -> None:
+    scripted_model.script_embeddings(Raw("<html>502 bad gateway</html>", "text/html"))
     with pytest.raises(ModelError, match="not a list of embeddings: <html>502"):
-        embed(Embedder(server.base_url, "m"), ["x"])
+        embed(Embedder(scripted_model.base_url, "m"), ["x"])
 
 
 def test_unreachable_endpoint() -> None:

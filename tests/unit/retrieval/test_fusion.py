@@ -15,8 +15,8 @@ def test_scores_are_sums_of_reciprocal_ranks() -> None:
 
 
 def test_agreement_wins_and_order_is_best_first() -> None:
-    fused = reciprocal_rank_fusion([["x", "shared", "y"], ["z", "shared", "w"]])
-    assert [item for item, _ in fused] == ["shared", "x", "z", "y", "w"]
+    fused = reciprocal_rank_fusion([["x", "both", "y"], ["z", "both", "w"]])
+    assert [item for item, _ in fused] == ["both", "x", "z", "y", "w"]
 
 
 def test_ties_keep_first_seen_order_and_repeats_count_once() -> None:

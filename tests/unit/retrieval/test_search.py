@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from typing import Any
 
 import pytest
@@ -61,23 +61,8 @@ def find(
     return asyncio.run(search(store, embedder, request, NAMES, ATTRIBUTES, allowed))
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[ScriptedModel]:
-    """A real /v1/embeddings on loopback (the scripted model's)."""
-    model = ScriptedModel().start()
-    yield model
-    model.stop()
-
-
-@pytest.fixture
-def server(endpoint: ScriptedModel) -> Iterator[ScriptedModel]:
-    endpoint.reset()
-    yield endpoint
-    endpoint.reset()
-
-
-def embedder(server: ScriptedModel) -> Embedder:
-    return Embedder(server.base_url, "m", max_retries=0)
+def embedder(scripted_model: ScriptedModel) -> Embedder:
+    return Embedder(scripted_model.base_url, "m", max_retries=0)
 
 
 def test_full_text_alone(corpus: Store) -> None:
@@ -127,31 +112,34 @@ def test_a_malformed_filter_is_a_400(corpus: Store) -> None:
 
 
 @pytest.mark.parametrize("query", ["", "   ", '"', "NEAR(", "*", "the of and"])
-def test_odd_queries_answer_without_error(corpus: Store, server: ScriptedModel, query: str) -> None:
-    assert isinstance(find(corpus, query, embedder=embedder(server)), list)
+def test_odd_queries_answer_without_error(corpus: Store, scripted_model: ScriptedModel, query: str) -> None:
+    assert isinstance(find(corpus, query, embedder=embedder(scripted_model)), list)
 
 
-def test_dense_finds_what_shares_no_word(corpus: Store, server: ScriptedModel) -> None:
+def test_dense_finds_what_shares_no_word(corpus: Store, scripted_model: ScriptedModel) -> None:
     assert find(corpus, "automobile") == []  # full text alone: no such word
-    results = find(corpus, "automobile", embedder=embedder(server))
+    results = find(corpus, "automobile", embedder=embedder(scripted_model))
     assert results[0].file_id == "file_car"
     assert results[0].score == pytest.approx(1.0)  # cosine alone
     assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
-    assert len(server.embedding_requests) == 1
+    assert len(scripted_model.embedding_requests) == 1
 
 
-def test_fused_top_of_both_scores_one(corpus: Store, server: ScriptedModel) -> None:
-    results = find(corpus, "quokka marsupial", embedder=embedder(server))
+def test_fused_top_of_both_scores_one(corpus: Store, scripted_model: ScriptedModel) -> None:
+    results = find(corpus, "quokka marsupial", embedder=embedder(scripted_model))
     assert results[0].file_id == "file_roo" and results[0].score == pytest.approx(1.0)
     assert all(0 < r.score <= 1 for r in results)
 
 
 def test_a_failing_embedder_falls_back_to_full_text(
-    corpus: Store, server: ScriptedModel, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    corpus: Store,
+    scripted_model: ScriptedModel,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(embeddings, "FIRST_BACKOFF_S", 0.0)
-    server.script_embeddings(500)
+    scripted_model.script_embeddings(500)
     with caplog.at_level(logging.WARNING, logger="agentbox.retrieval.search"):
-        results = find(corpus, "quokka", embedder=embedder(server))
+        results = find(corpus, "quokka", embedder=embedder(scripted_model))
     assert [r.file_id for r in results] == ["file_roo"]
     assert "full text alone" in caplog.text and "answered 500" in caplog.text
