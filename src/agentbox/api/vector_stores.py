@@ -12,9 +12,11 @@ from agentbox.api import wire
 from agentbox.api.errors import ERROR_RESPONSES
 from agentbox.api.listing import ListDep
 from agentbox.api.schemas import Metadata, _check_metadata, no_azure_data_sources
+from agentbox.engine import searching
+from agentbox.engine.surface import FileSearchSpec
 from agentbox.engine.vector_store_queries import FileCounts
 from agentbox.engine.vector_stores import StoreView, VectorStoreService
-from agentbox.retrieval.results import SearchRequest, SearchResult
+from agentbox.retrieval.results import SearchResult
 
 router = APIRouter(tags=["vector_stores"], responses=ERROR_RESPONSES)
 
@@ -222,18 +224,12 @@ async def search_vector_store(
 ) -> SearchResultsPage:
     queries = [body.query] if isinstance(body.query, str) else list(body.query)
     options = body.ranking_options or RankingOptions()
-    best: dict[str, SearchResult] = {}
-    for query in queries:
-        request = SearchRequest(
-            vector_store_ids=[vector_store_id],
-            query=query,
-            max_num_results=body.max_num_results,
-            filters=body.filters,
-            ranker=options.ranker or "auto",
-            score_threshold=options.score_threshold or 0.0,
-        )
-        for result in await service.search(request):
-            if result.chunk_id not in best or best[result.chunk_id].score < result.score:
-                best[result.chunk_id] = result
-    ranked = sorted(best.values(), key=lambda r: r.score, reverse=True)[: body.max_num_results]
+    spec = FileSearchSpec(
+        vector_store_ids=[vector_store_id],
+        max_num_results=body.max_num_results,
+        filters=body.filters,
+        ranker=options.ranker or "auto",
+        score_threshold=options.score_threshold or 0.0,
+    )
+    ranked = await searching.search(service, spec, queries)
     return SearchResultsPage(search_query=queries, data=[result_object(r) for r in ranked])

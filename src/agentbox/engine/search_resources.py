@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from agentbox.engine.surface import FileSearchSpec, Searcher
+from agentbox.engine.surface import DEFAULT_MAX_RESULTS, FileSearchSpec, Searcher
 from agentbox.errors import InvalidRequest, NotFound
 from agentbox.store.database import Store
 from agentbox.store.records import (
@@ -20,7 +20,6 @@ from agentbox.store.records import (
 INGESTION_WAIT_S = 60.0
 """How long a run waits for its stores' files still being ingested (OpenAI's runs wait for them
 too); past it the run searches what is there."""
-DEFAULT_MAX_RESULTS = 20
 
 
 class VectorStores(Searcher, Protocol):

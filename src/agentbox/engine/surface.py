@@ -21,12 +21,16 @@ class RunFailed(AgentboxError):
     """The run cannot go on; its message becomes the run's error (its code, else server_error)."""
 
 
+DEFAULT_MAX_RESULTS = 20
+"""Passages a file_search call returns unless its tool says otherwise (OpenAI's default)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileSearchSpec:
     """The file_search tool of one run: where it searches and how many passages it returns."""
 
     vector_store_ids: list[str]
-    max_num_results: int = 20
+    max_num_results: int = DEFAULT_MAX_RESULTS
     filters: dict[str, Any] | None = None
     ranker: str = "auto"
     score_threshold: float = 0.0
