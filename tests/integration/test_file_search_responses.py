@@ -6,7 +6,9 @@ the client mistakes of the tool over plain HTTP."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,3 +256,21 @@ def test_openai_3x_stream_accumulator(
             "index": len(ANSWER),
         }
     ]
+
+
+def test_an_expired_store_is_refused(sdk: openai.OpenAI, live_server: LiveServer) -> None:
+    store = sdk.vector_stores.create(
+        name="short-lived", expires_after={"anchor": "last_active_at", "days": 1}
+    )
+    # A day passing, as the server's database sees it: its expiry moved into the past.
+    with sqlite3.connect(live_server.data_dir / "agentbox.sqlite3") as db:
+        db.execute("UPDATE vector_stores SET expires_at = ? WHERE id = ?", (int(time.time()) - 1, store.id))
+    assert sdk.vector_stores.retrieve(store.id).status == "expired"
+    tools: Any = [{"type": "file_search", "vector_store_ids": [store.id]}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.responses.create(model="scripted", input="Search it.", tools=tools)
+    assert refused.value.body["param"] == "tools[0].vector_store_ids"  # type: ignore[index]
+    assert "has expired" in refused.value.body["message"]  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as searched:
+        sdk.vector_stores.search(store.id, query="anything")
+    assert searched.value.body["code"] == "vector_store_expired"  # type: ignore[index]

@@ -85,7 +85,6 @@ class VectorStoreService:
                 id=new_id("vs_"),
                 created_at=created,
                 name=name,
-                status="completed",
                 last_active_at=created,
                 expires_after=expiry,
                 expires_at=_expires_at(expiry, created),
@@ -137,9 +136,9 @@ class VectorStoreService:
         """The Searcher: the best passages of the stores' completed files for one query."""
         if request.filters is not None:
             attribute_filters.validate(request.filters)
+        moment = now()
         for store_id in request.vector_store_ids:
-            view = await self.retrieve(store_id)
-            if view.status == "expired":
+            if is_expired(await self._store.get(VectorStoreRecord, store_id), moment):
                 raise InvalidRequest(
                     f"Vector store '{store_id}' has expired; create a new one to search these files.",
                     param="vector_store_ids",
@@ -207,12 +206,17 @@ class VectorStoreService:
         views = []
         for record in records:
             tally, usage = counts.get(record.id, (FileCounts(), 0))
-            if record.expires_at is not None and record.expires_at <= moment:
+            if is_expired(record, moment):
                 status = "expired"
             else:
                 status = "in_progress" if tally.in_progress else "completed"
             views.append(StoreView(record, status, tally, usage))
         return views
+
+
+def is_expired(record: VectorStoreRecord, moment: int) -> bool:
+    """Expiry is read from expires_at whenever it matters; no job marks a store expired."""
+    return record.expires_at is not None and record.expires_at <= moment
 
 
 def _expires_at(expiry: dict[str, Any] | None, anchor: int) -> int | None:

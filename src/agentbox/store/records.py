@@ -215,9 +215,6 @@ class VectorStoreRecord:
     id: str
     created_at: int
     name: str | None = None
-    status: str = "completed"
-    """expired | in_progress | completed (in_progress while any of its files is)."""
-    usage_bytes: int = 0
     last_active_at: int | None = None
     expires_after: Json | None = None
     """{"anchor": "last_active_at", "days": N} or None (never expires)."""

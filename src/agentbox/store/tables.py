@@ -202,8 +202,6 @@ vector_stores = Table(
     Column("id", String(64), unique=True, nullable=False),
     Column("created_at", Integer, nullable=False),
     Column("name", Text),
-    Column("status", String(16), nullable=False),
-    Column("usage_bytes", Integer, nullable=False),
     Column("last_active_at", Integer),
     Column("expires_after", JSON),
     Column("expires_at", Integer),

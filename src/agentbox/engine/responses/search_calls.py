@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from agentbox.engine import citations
 from agentbox.engine.citations import Markers
 from agentbox.engine.prompt import SEARCH_TOOL_NAME
-from agentbox.engine.surface import FileSearchSpec
+from agentbox.engine.surface import DEFAULT_MAX_RESULTS, FileSearchSpec
+from agentbox.engine.vector_stores import is_expired
 from agentbox.errors import InvalidRequest, NotFound
-from agentbox.ids import new_id
+from agentbox.ids import new_id, now
 from agentbox.llm.base import ToolCall
 from agentbox.retrieval import filters as attribute_filters
 from agentbox.retrieval.results import SearchResult
@@ -82,7 +83,7 @@ async def tool_spec(store: Store, tool: Mapping[str, Any], where: str) -> FileSe
                 f"Invalid vector store id '{store_id}': no such vector store.",
                 param=f"{where}.vector_store_ids",
             ) from None
-        if record.status == "expired":
+        if is_expired(record, now()):
             raise InvalidRequest(
                 f"Vector store '{store_id}' has expired; create a new one.",
                 param=f"{where}.vector_store_ids",
@@ -116,7 +117,7 @@ async def tool_spec(store: Store, tool: Mapping[str, Any], where: str) -> FileSe
         attribute_filters.validate(filters, f"{where}.filters")
     return FileSearchSpec(
         vector_store_ids=list(dict.fromkeys(ids)),
-        max_num_results=count or 20,
+        max_num_results=count or DEFAULT_MAX_RESULTS,
         filters=filters,
         ranker=ranker,
         score_threshold=float(threshold),

@@ -34,8 +34,6 @@ def upgrade() -> None:
     _base(
         "vector_stores",
         sa.Column("name", sa.Text),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("usage_bytes", sa.Integer, nullable=False),
         sa.Column("last_active_at", sa.Integer),
         sa.Column("expires_after", sa.JSON),
         sa.Column("expires_at", sa.Integer),
