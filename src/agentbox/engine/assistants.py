@@ -195,8 +195,12 @@ class AssistantsRunner:
             incomplete_reason=outcome.incomplete_reason,
         )
 
-    def submit_tool_outputs(self, run: RunRecord, tool_outputs: dict[str, str]) -> None:
-        """Resume a run waiting in requires_action. InvalidRequest if it isn't, or ids don't match."""
+    def claim_tool_outputs(
+        self, run: RunRecord, tool_outputs: dict[str, str]
+    ) -> asyncio.Future[dict[str, str]]:
+        """The waiter of a run in requires_action, which the outputs answer exactly; the caller
+        resumes the run by setting its result. InvalidRequest if it isn't waiting, or ids don't
+        match. Claimed once: a second submission finds nothing to answer."""
         pending = self._pending.get(run.id)
         if run.status is not RunStatus.REQUIRES_ACTION or pending is None or pending[1].done():
             raise InvalidRequest(
@@ -214,7 +218,8 @@ class AssistantsRunner:
                 + ".",
                 param="tool_outputs",
             )
-        waiter.set_result(tool_outputs)
+        del self._pending[run.id]
+        return waiter
 
     async def _task(self, run: RunRecord) -> Task:
         assistant = await self._store.get(AssistantRecord, run.assistant_id)
