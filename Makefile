@@ -16,9 +16,10 @@ setup: system web $(VENV)/.installed $(RUNTIME)/.installed
 
 # Testing, on top: chromium for the browser tests, the dev tools in .venv (pytest, ruff, mypy,
 # schemathesis, playwright, the Azure SDKs, jupyter_client), the real model server (llama.cpp) and
-# its small model, the extra client environments.
+# its small model, the extra client environments, and Swift (a real S3 server for the blob store).
 test-setup: setup test-system $(VENV)/.dev-installed $(VENV)/.llama-installed $(CLIENTS)/openai3/.installed \
-	$(CLIENTS)/bench/.installed $(CLIENTS)/foundry/.installed $(CLIENTS)/agents/.installed
+	$(CLIENTS)/bench/.installed $(CLIENTS)/foundry/.installed $(CLIENTS)/agents/.installed \
+	$(CLIENTS)/swift/.installed
 
 system:
 	@bash scripts/system-packages.sh
@@ -77,6 +78,12 @@ $(CLIENTS)/foundry/.installed: requirements/client-foundry.txt scripts/foundry-s
 $(CLIENTS)/agents/.installed: requirements/client-agents.txt
 	$(PYTHON) -m venv --clear $(CLIENTS)/agents
 	$(CLIENTS)/agents/bin/pip install -q --disable-pip-version-check -r requirements/client-agents.txt
+	touch $@
+
+# OpenStack Swift with s3api: the real S3 server of the blob-store tests (tests/swift_server.py).
+$(CLIENTS)/swift/.installed: requirements/swift.txt
+	$(PYTHON) -m venv --clear $(CLIENTS)/swift
+	$(CLIENTS)/swift/bin/pip install -q --disable-pip-version-check -r requirements/swift.txt
 	touch $@
 
 $(CLIENTS)/bench/.installed: requirements/bench.txt $(RUNTIME)/.installed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +14,45 @@ import openai
 import pytest
 
 from tests.live_server import LiveServer
+from tests.postgres_server import PostgresServer
 from tests.sandbox_fixtures import cell_seconds
 from tests.scripted_model import ScriptedModel
+from tests.swift_server import SwiftServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 API_KEY = "sk-test-agentbox"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="What the shared live_server keeps its state in: SQLite in its data dir (the default), "
+        "or a real PostgreSQL the suite starts (AGENTBOX_DATABASE_URL).",
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    return postgres_server.create_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def database_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The live_server's AGENTBOX_DATABASE_URL under --database=postgresql; nothing for SQLite."""
+    if request.config.getoption("--database") != "postgresql":
+        return {}
+    postgres: PostgresServer = request.getfixturevalue("postgres_server")
+    return {"AGENTBOX_DATABASE_URL": postgres.create_database("suite")}
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +76,9 @@ def scripted_model(scripted_model_server: ScriptedModel) -> Iterator[ScriptedMod
 
 @pytest.fixture(scope="session")
 def live_server(
-    tmp_path_factory: pytest.TempPathFactory, scripted_model_server: ScriptedModel
+    tmp_path_factory: pytest.TempPathFactory,
+    scripted_model_server: ScriptedModel,
+    database_settings: dict[str, str],
 ) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp("agentbox") / "data"
     server = LiveServer(
@@ -50,7 +87,16 @@ def live_server(
         AGENTBOX_MODEL_BASE_URL=scripted_model_server.base_url,
         AGENTBOX_MODEL_API_KEY="scripted",
         AGENTBOX_EXEC_TIMEOUT_S=f"{cell_seconds(20):g}",
+        **database_settings,
     ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwiftServer]:
+    """A real S3 server (Swift with s3api) on loopback for the whole session."""
+    server = SwiftServer(tmp_path_factory.mktemp("swift")).start()
     yield server
     server.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Response
 
@@ -43,6 +44,7 @@ from agentbox.llm.router import ModelRouter
 from agentbox.logs import AccessLog
 from agentbox.retrieval.embeddings import Embedder
 from agentbox.sandbox import SessionManager
+from agentbox.store.blob_url import S3Location
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
 
@@ -53,12 +55,22 @@ RESPONSES_MODULES = (responses, conversations, containers)
 VECTOR_STORE_MODULES = (vector_stores, vector_store_files)
 
 
+def open_blobs(location: S3Location | None, data_dir: Path, max_file_bytes: int) -> BlobStore:
+    """DATA_DIR/files, or the bucket with DATA_DIR/blob-cache as its cache."""
+    if location is None:
+        return BlobStore(data_dir / "files", max_file_bytes)
+    from agentbox.store.s3_blobs import S3BlobStore  # boto3 is imported only when it is used
+
+    return S3BlobStore(location, data_dir / "blob-cache", max_file_bytes)
+
+
 def build_app(
     settings: Settings, api_keys: frozenset[str], on_ready: Callable[[], None] | None = None
 ) -> FastAPI:
     data_dir = settings.data_dir.resolve()
-    store = Store(data_dir / "agentbox.sqlite3")
-    blobs = BlobStore(data_dir / "files", settings.max_upload_mb << 20)
+    store = Store(settings.database_url or data_dir / "agentbox.sqlite3")
+    blobs = open_blobs(settings.blob_location(), data_dir, settings.max_upload_mb << 20)
+    blobs.check()
     model = ModelRouter(settings.model_catalog(), settings.model_timeout_s)
     sandbox = SessionManager(settings.sandbox_config())
     metrics.watch_sessions(sandbox.pool_statistics)

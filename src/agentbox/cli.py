@@ -66,6 +66,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from agentbox import logs
     from agentbox.app import build_app
+    from agentbox.errors import StoreUnavailable
     from agentbox.llm.catalog import ModelsFileError
     from agentbox.sandbox import SessionManager, isolation
 
@@ -109,6 +110,9 @@ def serve(args: argparse.Namespace) -> int:
         app = build_app(settings, keys, on_ready=ready)
     except ModelsFileError as exc:  # a typo in the models file: say where, no traceback
         print(f"agentbox: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:  # AGENTBOX_BLOB_URL's bucket does not answer
+        print(f"agentbox: {exc.message}", file=sys.stderr)
         return 2
     config = uvicorn.Config(
         app,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentbox.llm.catalog import Catalog, load_catalog, shortcut_config
 from agentbox.sandbox.config import SandboxConfig, default_pool_size
+from agentbox.store.blob_url import S3Location, parse_blob_url
 
 
 class Settings(BaseSettings):
@@ -17,6 +18,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         Path("data"), description="Where the SQLite database, uploaded files and sessions live."
+    )
+    database_url: str = Field(
+        "",
+        description="Where state lives, as an SQLAlchemy URL: empty for SQLite in the data dir; "
+        "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB for a PostgreSQL that several replicas share.",
     )
     api_keys: str = Field(
         "",
@@ -35,6 +41,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest file one upload may carry, in MB (OpenAI's limit: 512); past it the upload "
         "is refused with 413 while it streams in, and nothing of it is kept.",
+    )
+    blob_url: str = Field(
+        "",
+        description="Where file bytes live. Empty: DATA_DIR/files. s3://BUCKET[/PREFIX]?endpoint=URL"
+        "[&region=REGION]: any S3-compatible store (credentials from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY), with DATA_DIR/blob-cache as a local cache (not bounded yet).",
     )
     model_base_url: str = Field(
         "", description="OpenAI-compatible chat-completions endpoint (e.g. https://api.openai.com/v1)."
@@ -143,6 +155,16 @@ class Settings(BaseSettings):
         description="GET /metrics (Prometheus) asks for an API key like /v1; off: it is open, as "
         "scrapers usually expect (it shows counts and timings, never ids or content).",
     )
+
+    @field_validator("blob_url")
+    @classmethod
+    def _blob_url_names_a_bucket(cls, url: str) -> str:
+        parse_blob_url(url)  # BlobUrlError is a ValueError: reported as a bad setting
+        return url
+
+    def blob_location(self) -> S3Location | None:
+        """The S3 bucket of AGENTBOX_BLOB_URL; None: the local directory."""
+        return parse_blob_url(self.blob_url)
 
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]

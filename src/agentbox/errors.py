@@ -7,6 +7,7 @@ AgentboxError
 ├── Unauthorized        no or wrong credentials (401)
 ├── Conflict            the request clashes with current state, e.g. an active run (400/409)
 ├── StorageFull         the data dir's disk is full: nothing was stored (507)
+├── StoreUnavailable    the object store (AGENTBOX_BLOB_URL) failed a read or write (503)
 ├── SandboxError        the sandbox could not do what was asked
 │   ├── SandboxUnavailable   no sandbox of the configured strength can be started
 │   └── ProtocolError        the executor sent something that breaks the frame protocol
@@ -49,6 +50,10 @@ class Conflict(AgentboxError):
 
 class StorageFull(AgentboxError):
     """Not the client's mistake, but not a crash either: the message says what to free."""
+
+
+class StoreUnavailable(AgentboxError):
+    """The object store that holds the files could not be reached or refused; nothing was stored."""
 
 
 class SandboxError(AgentboxError):

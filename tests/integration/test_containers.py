@@ -287,7 +287,8 @@ def test_idle_past_expires_after_the_container_expires_for_good(harness: Harness
     assert changed == ("out.txt",)
     out = harness.call(s.service.file_for_path(container.id, "out.txt"))
     assert out is not None and out.source == "assistant" and out.bytes == len(CSV)
-    blobs = [s.blobs.path_of(f.blob) for f in harness.call(s.service.list_files(container.id)).items]
+    files = harness.call(s.service.list_files(container.id)).items
+    blobs = [harness.call(s.blobs.local_path(f.blob)) for f in files]
     assert len(blobs) == 2 and all(p.exists() for p in blobs)
 
     s.clock.now += 50

@@ -23,6 +23,7 @@ from agentbox.errors import (
     SandboxError,
     SandboxUnavailable,
     StorageFull,
+    StoreUnavailable,
     Unauthorized,
 )
 from agentbox.ids import new_id
@@ -40,6 +41,7 @@ _STATUS: list[tuple[type[AgentboxError], int, str]] = [
     # RFC 4918's "unable to store the representation": a full disk, told apart from a crash's 500;
     # OpenAI's clients treat it as any 5xx (retried, then raised with this message).
     (StorageFull, 507, "server_error"),
+    (StoreUnavailable, 503, "server_error"),
     (SandboxUnavailable, 503, "server_error"),
     (SandboxError, 500, "server_error"),
     (ModelError, 502, "server_error"),

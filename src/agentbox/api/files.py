@@ -139,7 +139,7 @@ async def delete_file(
 @router.get("/files/{file_id}/content", response_class=FileResponse)
 async def download_file(store: StoreDep, blobs: BlobsDep, file_id: str) -> FileResponse:
     record = await store.get(FileRecord, file_id)
-    path = blobs.path_of(record.path)
+    path = await blobs.local_path(record.path)
     if not os.path.exists(path):
         raise NotFound(f"The content of file '{file_id}' is no longer on the server.")
     media_type = mimetypes.guess_type(record.filename)[0] or "application/octet-stream"

@@ -216,7 +216,7 @@ class ContainerService:
         # place_file takes one path component: a file the code wrote in a subdirectory stays a
         # container file but is not placed again in a fresh session.
         return [
-            InputFile(name=data_name(f.path), source=self._blobs.path_of(f.blob), file_id=f.id)
+            InputFile(name=data_name(f.path), source=await self._blobs.local_path(f.blob), file_id=f.id)
             for f in files
             if "/" not in data_name(f.path)
         ]
@@ -275,10 +275,10 @@ class ContainerService:
 
     async def _add_from(self, container_id: str, source: FileRecord) -> ContainerFileRecord:
         name = _safe(source.filename, "file_id")
-        origin = self._blobs.path_of(source.path)
+        origin = await self._blobs.local_path(source.path)
         present = await self.file_for_path(container_id, name)
         if present is not None and await asyncio.to_thread(
-            _same_file, origin, self._blobs.path_of(present.blob)
+            _same_file, origin, await self._blobs.local_path(present.blob)
         ):
             return present  # a hard link to these very bytes, not rewritten by the code since
 
@@ -306,7 +306,7 @@ class ContainerService:
     async def file_content(self, container_id: str, file_id: str) -> Path:
         """Where the file's bytes are on the host (NotFound when they are gone)."""
         record = await self.get_file(container_id, file_id)
-        path = self._blobs.path_of(record.blob)
+        path = await self._blobs.local_path(record.blob)
         if not path.exists():
             raise NotFound(f"The content of container file '{file_id}' is no longer on the server.")
         return path

@@ -57,7 +57,7 @@ async def data_urls(store: Store, blobs: BlobStore, file_ids: Iterable[str]) -> 
                 f"images of at most {MAX_IMAGE_BYTES:,} bytes.",
                 code="invalid_prompt",
             )
-        data = await asyncio.to_thread(blobs.path_of(record.path).read_bytes)
+        data = await asyncio.to_thread((await blobs.local_path(record.path)).read_bytes)
         mime = image_mime(data, record.filename)
         if mime is None:
             raise RunFailed(

@@ -95,7 +95,7 @@ class Ingestor:
         except NotFound:
             await self._fail(record, "invalid_file", f"File '{record.file_id}' was deleted.")
             return
-        path = self._blobs.path_of(file.path)
+        path = await self._blobs.local_path(file.path)
         try:
             text = await asyncio.to_thread(extract.extract_text, file.filename, Path(path))
         except extract.UnreadableFile as exc:

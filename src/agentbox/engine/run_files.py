@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agentbox.engine import outputs
 from agentbox.engine.loop import AgentLoop, RunFailed
-from agentbox.errors import NotFound, StorageFull
+from agentbox.errors import NotFound, StorageFull, StoreUnavailable
 from agentbox.ids import new_id, now
 from agentbox.sandbox import InputFile, safe_name
 from agentbox.store.blobs import BlobStore
@@ -29,7 +29,7 @@ class OutputFiles:
         file_id = new_id("file-")
         try:
             path, size = await self._blobs.save_bytes(file_id, data)
-        except StorageFull as exc:
+        except (StorageFull, StoreUnavailable) as exc:
             raise RunFailed(exc.message, code="server_error") from exc
         return await self._record(file_id, filename, path, size)
 
@@ -45,6 +45,8 @@ class OutputFiles:
             path, size = await self._blobs.save_with(file_id, copy)
         except StorageFull as exc:
             raise RunFailed(outputs.not_stored(name), code="server_error") from exc
+        except StoreUnavailable as exc:
+            raise RunFailed(exc.message, code="server_error") from exc
         return await self._record(file_id, name, path, size)
 
     async def _record(self, file_id: str, filename: str, path: str, size: int) -> str:
@@ -70,7 +72,11 @@ async def input_files(store: Store, blobs: BlobStore, file_ids: list[str]) -> li
             continue  # deleted since it was attached; the run goes on without it
         name = unique_name(safe_name(record.filename), taken)
         taken.add(name)
-        placed.append(InputFile(name=name, source=blobs.path_of(record.path), file_id=record.id))
+        try:
+            source = await blobs.local_path(record.path)
+        except StoreUnavailable as exc:
+            raise RunFailed(exc.message, code="server_error") from exc
+        placed.append(InputFile(name=name, source=source, file_id=record.id))
     return placed
 
 

@@ -26,7 +26,7 @@ from agentbox.engine.assistants import AssistantsRunner
 from agentbox.engine.events import DONE, RunEvents
 from agentbox.errors import Conflict
 from agentbox.ids import new_id, now
-from agentbox.store.database import Store
+from agentbox.store.database import Store, ThreadBusy
 from agentbox.store.records import AssistantRecord, MessageRecord, RunRecord, RunStatus, StepRecord
 
 log = logging.getLogger(__name__)
@@ -82,12 +82,8 @@ class RunEngine:
         async with lock:
             active = await self._store.active_run(request.thread_id)
             if active is not None:
-                raise Conflict(
-                    f"Thread {request.thread_id} already has an active run {active.id}.", param="thread_id"
-                )
+                raise _thread_busy(request.thread_id, active)
             assistant = await self._store.get(AssistantRecord, request.assistant_id)
-            for message in request.additional_messages:
-                await self._store.add(message)
             created = now()
             instructions = (
                 request.instructions if request.instructions is not None else assistant.instructions
@@ -111,7 +107,11 @@ class RunEngine:
                 metadata=request.metadata or {},
                 options=options,
             )
-            await self._store.add(run)
+            try:
+                await self._store.add_run(run, request.additional_messages)
+            except ThreadBusy:  # another replica's run started in between: the database said no
+                active = await self._store.active_run(request.thread_id)
+                raise _thread_busy(request.thread_id, active) from None
         self.events.open(run.id)
         await self.events.publish(run.id, "thread.run.created", run)
         await self.events.publish(run.id, "thread.run.queued", run)
@@ -138,10 +138,17 @@ class RunEngine:
     ) -> RunRecord:
         """Hand the client's function results to the waiting run; it goes on in the background."""
         run = await self._store.get(RunRecord, run_id, thread_id=thread_id)
-        self._runner.submit_tool_outputs(run, tool_outputs)
-        # In progress before the answer goes back, so a poller never sees the old requires_action.
-        run = await self._store.change(RunRecord, run.id, status=RunStatus.IN_PROGRESS, required_action=None)
-        await self.events.publish(run.id, "thread.run.in_progress", run)
+        waiter = self._runner.claim_tool_outputs(run, tool_outputs)
+        # In progress before the run goes on: a poller never sees the old requires_action, and
+        # this write can't land after the run's own (a completed run read back as in_progress).
+        try:
+            run = await self._store.change(
+                RunRecord, run.id, status=RunStatus.IN_PROGRESS, required_action=None
+            )
+            await self.events.publish(run.id, "thread.run.in_progress", run)
+        finally:
+            if not waiter.done():  # a cancel may have ended the wait meanwhile
+                waiter.set_result(tool_outputs)
         return run
 
     async def wait(self, run_id: str) -> None:
@@ -241,3 +248,9 @@ class RunEngine:
                     incomplete_at=stamp,
                     incomplete_reason="run_failed",
                 )
+
+
+def _thread_busy(thread_id: str, active: RunRecord | None) -> Conflict:
+    """OpenAI's 400; `active` is None when the run the database saw ended before we could name it."""
+    which = f" {active.id}" if active is not None else ""
+    return Conflict(f"Thread {thread_id} already has an active run{which}.", param="thread_id")

@@ -1,7 +1,8 @@
 """The chunks of vector store files, stored in the Store's database and ranked two ways.
 
-- full_text: SQLite FTS5 (table chunks_fts, kept in step with chunks by triggers), BM25. The user's
-  query never reaches FTS5's syntax: its words are quoted one by one and OR-ed.
+- full_text: SQLite FTS5 (table chunks_fts, kept in step with chunks by triggers), BM25; on
+  PostgreSQL its text search (GIN index ix_chunks_text), ts_rank_cd. The user's query never reaches
+  either syntax as written: its words are quoted one by one and OR-ed.
 - dense: cosine similarity between a query vector and the chunks' stored embeddings (numpy).
 
 Both return (chunk_id, score) best first, higher is better, restricted to the given vector stores
@@ -78,6 +79,23 @@ async def get_chunks(store: Store, chunk_ids: Collection[str]) -> dict[str, Chun
     return {row["id"]: ChunkRecord(**row) for row in await store._run(work)}
 
 
+_FULL_TEXT = {
+    # bm25() is lower for better matches
+    "sqlite": (
+        "SELECT chunks.id AS id, -bm25(chunks_fts) AS score FROM chunks_fts "
+        "JOIN chunks ON chunks.seq = chunks_fts.rowid "
+        "WHERE chunks_fts MATCH :expression AND chunks.vector_store_id IN :store_ids"
+    ),
+    # websearch_to_tsquery reads the quoted, OR-ed words as FTS5 does, and 'english' stems as the
+    # FTS5 table's porter tokenizer does; the expression is the GIN index's, so the index serves @@
+    "postgresql": (
+        "SELECT chunks.id AS id, ts_rank_cd(to_tsvector('english', chunks.text), query) AS score "
+        "FROM chunks, websearch_to_tsquery('english', :expression) AS query "
+        "WHERE to_tsvector('english', chunks.text) @@ query AND chunks.vector_store_id IN :store_ids"
+    ),
+}
+
+
 def match_expression(query: str) -> str | None:
     """An FTS5 MATCH expression for any user text: its distinct words, quoted, OR-ed (None: no words).
 
@@ -93,25 +111,22 @@ def match_expression(query: str) -> str | None:
 async def full_text(
     store: Store, store_ids: Sequence[str], query: str, k: int, file_ids: Collection[str] | None = None
 ) -> Ranking:
-    """The k chunks BM25 ranks best for the query's words; score = -bm25 (> 0, higher is better)."""
+    """The k chunks the database's full-text ranking puts first for the query's words (-bm25 on
+    SQLite, ts_rank_cd on PostgreSQL; > 0, higher is better)."""
     expression = match_expression(query)
     if expression is None or not store_ids or k <= 0 or (file_ids is not None and not file_ids):
         return []
-    sql = (
-        "SELECT chunks.id AS id, bm25(chunks_fts) AS rank FROM chunks_fts "
-        "JOIN chunks ON chunks.seq = chunks_fts.rowid "
-        "WHERE chunks_fts MATCH :expression AND chunks.vector_store_id IN :store_ids"
-    )
+    sql = _FULL_TEXT[store.dialect]
     params: dict[str, Any] = {"expression": expression, "store_ids": list(store_ids), "k": k}
     binds: list[BindParameter[Any]] = [bindparam("store_ids", expanding=True)]
     if file_ids is not None:
         sql += " AND chunks.file_id IN :file_ids"
         params["file_ids"] = list(file_ids)
         binds.append(bindparam("file_ids", expanding=True))
-    statement = text(sql + " ORDER BY rank LIMIT :k").bindparams(*binds)
+    statement = text(sql + " ORDER BY score DESC LIMIT :k").bindparams(*binds)
 
     def work(c: Connection) -> Ranking:
-        return [(row.id, -float(row.rank)) for row in c.execute(statement, params)]
+        return [(row.id, float(row.score)) for row in c.execute(statement, params)]
 
     return await store._run(work)
 

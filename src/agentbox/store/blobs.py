@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from agentbox.errors import PayloadTooLarge, StorageFull
 
-_CHUNK = 1 << 20
+CHUNK = 1 << 20
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -41,7 +41,7 @@ def storage_full(subject: str = "the file") -> StorageFull:
 
 
 @contextlib.contextmanager
-def _disk_full_is_clear() -> Iterator[None]:
+def disk_full_is_clear() -> Iterator[None]:
     """ENOSPC/EDQUOT as StorageFull: the client gets a sentence instead of a 500."""
     try:
         yield
@@ -60,7 +60,12 @@ class BlobStore:
         for leftover in root.glob("*.partial"):
             leftover.unlink(missing_ok=True)
 
-    def path_of(self, relative: str) -> Path:
+    def check(self) -> None:
+        """Nothing to check here (the directory was made above); an object store checks its bucket."""
+
+    async def local_path(self, relative: str) -> Path:
+        """Where the blob's bytes are on this host, to read, bind or copy; the path does not exist
+        when the bytes are gone (callers say so in their own words)."""
         return self.root / relative
 
     async def save_stream(self, file_id: str, source: BinaryIO) -> tuple[str, int]:
@@ -71,7 +76,7 @@ class BlobStore:
     async def save_bytes(self, file_id: str, data: bytes) -> tuple[str, int]:
         """Bytes the server produced (a figure): stored like an upload, without the upload cap."""
         view = memoryview(data)
-        chunks = (view[i : i + _CHUNK] for i in range(0, len(view), _CHUNK))
+        chunks = (view[i : i + CHUNK] for i in range(0, len(view), CHUNK))
         return await asyncio.to_thread(self._write_chunks, file_id, chunks, None)
 
     async def save_with(self, file_id: str, write: Callable[[Path], Awaitable[int]]) -> tuple[str, int]:
@@ -79,7 +84,7 @@ class BlobStore:
         target = self.root / file_id
         partial = target.with_suffix(".partial")
         try:
-            with _disk_full_is_clear():
+            with disk_full_is_clear():
                 size = await write(partial)
                 await asyncio.to_thread(self._commit, partial, target)
         except BaseException:
@@ -91,7 +96,7 @@ class BlobStore:
         await asyncio.to_thread((self.root / relative).unlink, True)
 
     def _write(self, file_id: str, source: BinaryIO, limit: int | None) -> tuple[str, int]:
-        return self._write_chunks(file_id, iter(lambda: source.read(_CHUNK), b""), limit)
+        return self._write_chunks(file_id, iter(lambda: source.read(CHUNK), b""), limit)
 
     def _write_chunks(
         self, file_id: str, chunks: Iterator[bytes | memoryview], limit: int | None
@@ -100,7 +105,7 @@ class BlobStore:
         partial = target.with_suffix(".partial")
         size = 0
         try:
-            with _disk_full_is_clear():
+            with disk_full_is_clear():
                 with open(partial, "xb") as out:
                     for chunk in chunks:
                         size += len(chunk)

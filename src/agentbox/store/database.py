@@ -1,21 +1,26 @@
-"""The store: typed records in SQLite through SQLAlchemy, off the event loop.
+"""The store: typed records in SQLite (the default) or PostgreSQL through SQLAlchemy, off the
+event loop.
 
-Every public method is a coroutine that runs its SQL in a worker thread; SQLite serialises writers,
-and WAL mode lets readers (pollers) proceed while a run writes.
+Every public method is a coroutine that runs its SQL in a worker thread. SQLite serialises writers,
+and WAL mode lets readers (pollers) proceed while a run writes; PostgreSQL is what several replicas
+share (AGENTBOX_DATABASE_URL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+import fcntl
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, delete, event, insert, select, update
+from sqlalchemy import Engine, Table, create_engine, delete, event, insert, make_url, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from agentbox.errors import InvalidRequest, NotFound
 from agentbox.store import tables
@@ -44,6 +49,7 @@ R = TypeVar("R")
 Order = Literal["asc", "desc"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x61676E74626F78  # any fixed key: replicas starting at once migrate one at a time
 
 _TABLE_OF: dict[type[Any], Table] = {
     FileRecord: tables.files,
@@ -108,19 +114,44 @@ def _to_record(cls: type[R], row: Mapping[str, Any]) -> R:
     return cls(**values)
 
 
+class ThreadBusy(Exception):
+    """The thread already has an active run: the database's one-active-run index refused another."""
+
+
 class Store:
-    def __init__(self, database_path: Path) -> None:
-        database_path.parent.mkdir(parents=True, exist_ok=True)
-        self._engine: Engine = create_engine(f"sqlite:///{database_path}")
-        event.listen(self._engine, "connect", _sqlite_pragmas)
+    def __init__(self, database: Path | str) -> None:
+        """`database`: an SQLite file, or an SQLAlchemy URL (sqlite:///…, postgresql+psycopg://…)."""
+        url = make_url(f"sqlite:///{database}" if isinstance(database, Path) else database)
+        self.dialect = url.get_backend_name()
+        if self.dialect == "sqlite":
+            self._sqlite_path = Path(url.database or "")
+            self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            self._engine: Engine = create_engine(url)
+            event.listen(self._engine, "connect", _sqlite_pragmas)
+        else:
+            # Room for the worker threads every request and run use at once; dropped connections
+            # (a database restart, a failover) are noticed before use rather than as a 500.
+            self._engine = create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent)."""
+        """Bring the schema to the newest revision (idempotent). Replicas that start at once take
+        turns: a PostgreSQL advisory lock, or a lock file beside the SQLite database."""
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
-        with self._engine.begin() as connection:
+        with self._sqlite_lock(), self._engine.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def _sqlite_lock(self) -> Iterator[None]:
+        if self.dialect != "sqlite":
+            yield
+            return
+        with open(self._sqlite_path.with_name(self._sqlite_path.name + ".migrating"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def close(self) -> None:
         self._engine.dispose()
@@ -237,6 +268,22 @@ class Store:
 
         return [_to_record(cls, r) for r in await self._run(work)]
 
+    async def add_run(self, run: RunRecord, messages: Sequence[MessageRecord] = ()) -> None:
+        """Store a run with the messages it adds to its thread, all or nothing; ThreadBusy when the
+        thread already has an active run."""
+
+        def work(c: Connection) -> None:
+            for message in messages:
+                c.execute(insert(tables.messages).values(**_row_values(message)))
+            c.execute(insert(tables.runs).values(**_row_values(run)))
+
+        try:
+            await self._run(work)
+        except IntegrityError as exc:
+            if _is_one_active_run(exc):
+                raise ThreadBusy(run.thread_id) from exc
+            raise
+
     async def active_run(self, thread_id: str) -> RunRecord | None:
         active = [s.value for s in RunStatus if s.is_active]
         table = tables.runs
@@ -268,6 +315,12 @@ class Store:
             c.execute(delete(tables.threads).where(tables.threads.c.id == thread_id))
 
         await self._run(work)
+
+
+def _is_one_active_run(exc: IntegrityError) -> bool:
+    """PostgreSQL names the index; SQLite names its column ("UNIQUE constraint failed: runs.thread_id")."""
+    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    return constraint == "ux_runs_one_active" or "runs.thread_id" in str(exc.orig)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

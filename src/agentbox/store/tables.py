@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, text
+
+# Times in seconds and sizes in bytes outgrow 32 bits (2038, files past 2 GiB): BIGINT on
+# PostgreSQL (migration 0005). SQLite's INTEGER is 64-bit already, and only `INTEGER PRIMARY KEY`
+# is its rowid alias, so SQLite keeps INTEGER.
+Wide = BigInteger().with_variant(Integer(), "sqlite")
+
+ACTIVE_RUN = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
+"""RunStatus.is_active in SQL: the rows the one-active-run index covers."""
 
 metadata = MetaData()
 
@@ -12,11 +20,11 @@ metadata = MetaData()
 files = Table(
     "files",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("filename", Text, nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", Wide, nullable=False),
     Column("purpose", String(32), nullable=False),
     Column("path", Text, nullable=False),
 )
@@ -24,9 +32,9 @@ files = Table(
 assistants = Table(
     "assistants",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("model", Text, nullable=False),
     Column("name", Text),
     Column("description", Text),
@@ -44,9 +52,9 @@ assistants = Table(
 threads = Table(
     "threads",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("file_ids", JSON, nullable=False),
     Column("metadata", JSON, nullable=False),
     Column("search_store_ids", JSON, nullable=False, default=list),
@@ -56,9 +64,9 @@ threads = Table(
 messages = Table(
     "messages",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("thread_id", String(64), nullable=False),
     Column("role", String(16), nullable=False),
     Column("content", JSON, nullable=False),
@@ -66,8 +74,8 @@ messages = Table(
     Column("attachments", JSON, nullable=False),
     Column("assistant_id", String(64)),
     Column("run_id", String(64)),
-    Column("completed_at", Integer),
-    Column("incomplete_at", Integer),
+    Column("completed_at", Wide),
+    Column("incomplete_at", Wide),
     Column("incomplete_reason", String(32)),
     Column("metadata", JSON, nullable=False),
     Index("ix_messages_thread", "thread_id", "seq"),
@@ -76,20 +84,20 @@ messages = Table(
 runs = Table(
     "runs",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("thread_id", String(64), nullable=False),
     Column("assistant_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("model", Text, nullable=False),
     Column("instructions", Text, nullable=False),
     Column("tools", JSON, nullable=False),
-    Column("started_at", Integer),
-    Column("expires_at", Integer),
-    Column("cancelled_at", Integer),
-    Column("failed_at", Integer),
-    Column("completed_at", Integer),
+    Column("started_at", Wide),
+    Column("expires_at", Wide),
+    Column("cancelled_at", Wide),
+    Column("failed_at", Wide),
+    Column("completed_at", Wide),
     Column("last_error", JSON),
     Column("usage", JSON),
     Column("metadata", JSON, nullable=False),
@@ -97,23 +105,31 @@ runs = Table(
     Column("required_action", JSON),
     Column("incomplete_reason", String(32)),
     Index("ix_runs_thread", "thread_id", "seq"),
+    # One active run per thread, held by the database so that replicas sharing it agree (0005).
+    Index(
+        "ux_runs_one_active",
+        "thread_id",
+        unique=True,
+        sqlite_where=text(ACTIVE_RUN),
+        postgresql_where=text(ACTIVE_RUN),
+    ),
 )
 
 run_steps = Table(
     "run_steps",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("run_id", String(64), nullable=False),
     Column("thread_id", String(64), nullable=False),
     Column("assistant_id", String(64), nullable=False),
     Column("type", String(32), nullable=False),
     Column("status", String(16), nullable=False),
     Column("details", JSON, nullable=False),
-    Column("completed_at", Integer),
-    Column("failed_at", Integer),
-    Column("cancelled_at", Integer),
+    Column("completed_at", Wide),
+    Column("failed_at", Wide),
+    Column("cancelled_at", Wide),
     Column("last_error", JSON),
     Column("usage", JSON),
     Index("ix_steps_run", "run_id", "seq"),
@@ -124,9 +140,9 @@ run_steps = Table(
 responses = Table(
     "responses",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("status", String(16), nullable=False),
     Column("data", JSON, nullable=False),
     Column("input_items", JSON, nullable=False),
@@ -137,18 +153,18 @@ responses = Table(
 conversations = Table(
     "conversations",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("metadata", JSON, nullable=False),
 )
 
 conversation_items = Table(
     "conversation_items",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("conversation_id", String(64), nullable=False),
     Column("data", JSON, nullable=False),
     Index("ix_conversation_items_conversation", "conversation_id", "seq"),
@@ -157,25 +173,25 @@ conversation_items = Table(
 containers = Table(
     "containers",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("name", Text, nullable=False),
     Column("status", String(16), nullable=False),
-    Column("last_active_at", Integer, nullable=False),
-    Column("expires_after_minutes", Integer, nullable=False),
+    Column("last_active_at", Wide, nullable=False),
+    Column("expires_after_minutes", Wide, nullable=False),
     Column("memory_limit", String(8), nullable=False),
 )
 
 container_files = Table(
     "container_files",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("container_id", String(64), nullable=False),
     Column("path", Text, nullable=False),
-    Column("bytes", Integer, nullable=False),
+    Column("bytes", Wide, nullable=False),
     Column("source", String(16), nullable=False),
     Column("blob", Text, nullable=False),
     Index("ix_container_files_container", "container_id", "seq"),
@@ -184,9 +200,9 @@ container_files = Table(
 agent_versions = Table(
     "agent_versions",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("name", String(63), nullable=False),
     Column("version", String(16), nullable=False),
     Column("description", Text),
@@ -198,13 +214,13 @@ agent_versions = Table(
 vector_stores = Table(
     "vector_stores",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("name", Text),
-    Column("last_active_at", Integer),
+    Column("last_active_at", Wide),
     Column("expires_after", JSON),
-    Column("expires_at", Integer),
+    Column("expires_at", Wide),
     Column("metadata", JSON, nullable=False),
     Column("chunking_strategy", JSON, nullable=False),
     Column("thread_id", String(64)),
@@ -213,13 +229,13 @@ vector_stores = Table(
 vector_store_files = Table(
     "vector_store_files",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("vector_store_id", String(64), nullable=False),
     Column("file_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("usage_bytes", Integer, nullable=False),
+    Column("usage_bytes", Wide, nullable=False),
     Column("last_error", JSON),
     Column("chunking_strategy", JSON, nullable=False),
     Column("attributes", JSON, nullable=False),
@@ -231,9 +247,9 @@ vector_store_files = Table(
 vector_store_file_batches = Table(
     "vector_store_file_batches",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("vector_store_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("file_ids", JSON, nullable=False),
@@ -244,14 +260,14 @@ vector_store_file_batches = Table(
 chunks = Table(
     "chunks",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Wide, primary_key=True, autoincrement=True),
     Column("id", String(64), unique=True, nullable=False),
-    Column("created_at", Integer, nullable=False),
+    Column("created_at", Wide, nullable=False),
     Column("vector_store_id", String(64), nullable=False),
     Column("file_id", String(64), nullable=False),
-    Column("position", Integer, nullable=False),
+    Column("position", Wide, nullable=False),
     Column("text", Text, nullable=False),
-    Column("tokens", Integer, nullable=False),
+    Column("tokens", Wide, nullable=False),
     Column("embedding", JSON),
     Index("ix_chunks_store_file", "vector_store_id", "file_id", "position"),
 )

@@ -23,7 +23,7 @@ from agentbox.engine.responses.markers import MarkerFilter
 from agentbox.engine.responses.search_calls import SearchCall
 from agentbox.engine.surface import CodeSink, FunctionSink, MessageSink, RunFailed, SearchSink
 from agentbox.engine.toolsteps import code_of, partial_code
-from agentbox.errors import StorageFull
+from agentbox.errors import StorageFull, StoreUnavailable
 from agentbox.ids import new_id
 from agentbox.llm.base import Completion, ToolCall
 from agentbox.retrieval.results import SearchResult
@@ -151,7 +151,7 @@ class ResponseSurface:
             return
         try:
             collected = await self._collect(self.container_id, changed)
-        except StorageFull as exc:
+        except (StorageFull, StoreUnavailable) as exc:
             raise RunFailed(exc.message, code="server_error") from exc  # the response fails, saying why
         for record in collected:
             self.written[record.path.removeprefix("/mnt/data/")] = record

@@ -1,0 +1,163 @@
+"""Several `agentbox serve` replicas sharing one real PostgreSQL (AGENTBOX_DATABASE_URL): what one
+stores the other reads and changes, a run made on one is followed on the other, the database keeps
+one active run per thread whichever replica is asked, and replicas that start at once migrate once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import API_KEY
+from tests.live_server import LiveServer
+from tests.postgres_server import PostgresServer
+from tests.scripted_model import Code, Hold, ScriptedModel, Text
+
+
+def _replica(data_dir: Path, database_url: str, model: ScriptedModel) -> LiveServer:
+    # Each replica has its own data dir: sessions, uids and local files are per machine.
+    data_dir.parent.mkdir(parents=True)
+    return LiveServer(
+        data_dir,
+        API_KEY,
+        AGENTBOX_DATABASE_URL=database_url,
+        AGENTBOX_MODEL_BASE_URL=model.base_url,
+        AGENTBOX_MODEL_API_KEY="scripted",
+    )
+
+
+def _start_all(servers: list[LiveServer]) -> list[LiveServer]:
+    with ThreadPoolExecutor(len(servers)) as pool:
+        return list(pool.map(LiveServer.start, servers))
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    postgres_server: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    scripted_model_server: ScriptedModel,
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    url = postgres_server.create_database("replicas")
+    root = tmp_path_factory.mktemp("replicas")
+    servers = [_replica(root / name / "data", url, scripted_model_server) for name in ("a", "b")]
+    try:
+        a, b = _start_all(servers)
+        yield a, b
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_what_one_replica_stores_the_other_reads_and_changes(replicas: tuple[LiveServer, LiveServer]) -> None:
+    a, b = (server.sdk() for server in replicas)
+    assistant = a.beta.assistants.create(model="m", name="analyst", instructions="Be brief.")
+    assert b.beta.assistants.retrieve(assistant.id).instructions == "Be brief."
+    b.beta.assistants.update(assistant.id, instructions="Be thorough.")
+    assert a.beta.assistants.retrieve(assistant.id).instructions == "Be thorough."
+
+    thread = a.beta.threads.create(messages=[{"role": "user", "content": "first"}])
+    b.beta.threads.messages.create(thread.id, role="user", content="second")
+    listed = a.beta.threads.messages.list(thread.id, order="asc").data
+    assert [m.content[0].text.value for m in listed] == ["first", "second"]  # type: ignore[union-attr]
+    # Cursors are the database's: a page read on one replica continues on the other.
+    first_page = a.beta.threads.messages.list(thread.id, order="asc", limit=1)
+    rest = b.beta.threads.messages.list(thread.id, order="asc", after=first_page.data[0].id).data
+    assert [m.content[0].text.value for m in rest] == ["second"]  # type: ignore[union-attr]
+
+    assert b.beta.threads.delete(thread.id).deleted
+    with pytest.raises(openai.NotFoundError, match=f"No thread found with id '{thread.id}'"):
+        a.beta.threads.retrieve(thread.id)
+
+
+def test_a_run_made_on_one_replica_is_followed_to_its_end_on_the_other(
+    replicas: tuple[LiveServer, LiveServer], scripted_model: ScriptedModel
+) -> None:
+    a, b = (server.sdk() for server in replicas)
+    assistant = a.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+    thread = b.beta.threads.create(messages=[{"role": "user", "content": "what is 6 * 7?"}])
+    scripted_model.script(Code("print(6 * 7)"), Text("It is 42."))
+    run = a.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    _wait_for(
+        lambda: b.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id).status == "completed",
+        "the run to complete, read on the other replica",
+    )
+    steps = b.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    call = steps[0].step_details.tool_calls[0]  # type: ignore[union-attr]
+    assert [o.logs for o in call.code_interpreter.outputs] == ["42\n"]  # type: ignore[union-attr]
+    answer = b.beta.threads.messages.list(thread.id).data[0]
+    assert answer.content[0].text.value == "It is 42."  # type: ignore[union-attr]
+
+
+def test_one_active_run_per_thread_whichever_replica_is_asked(
+    replicas: tuple[LiveServer, LiveServer], scripted_model: ScriptedModel
+) -> None:
+    sdk = replicas[0].sdk()
+    assistant = sdk.beta.assistants.create(model="m")
+    for attempt in range(5):
+        thread = sdk.beta.threads.create(messages=[{"role": "user", "content": f"attempt {attempt}"}])
+        won, refused = _race_for_a_run(replicas, thread.id, assistant.id, scripted_model)
+        assert refused["error"]["message"] == f"Thread {thread.id} already has an active run {won}."
+        assert refused["error"]["param"] == "thread_id"
+        assert [run.id for run in sdk.beta.threads.runs.list(thread.id).data] == [won]
+
+
+def _race_for_a_run(
+    replicas: tuple[LiveServer, LiveServer], thread_id: str, assistant_id: str, model: ScriptedModel
+) -> tuple[str, dict[str, Any]]:
+    """Both replicas asked at the same moment for a run on the thread, while the model holds the
+    one that starts; (the run that won, the refusal's body), once the won run has ended."""
+    release = threading.Event()
+    model.script(Hold("Thinking", release))
+    start = threading.Barrier(2)
+
+    def create_on(server: LiveServer) -> httpx.Response:
+        with server.http() as http:
+            start.wait()
+            return http.post(f"/threads/{thread_id}/runs", json={"assistant_id": assistant_id})
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(create_on, replicas))
+    finally:
+        release.set()
+    assert sorted(answer.status_code for answer in answers) == [200, 400], [a.text for a in answers]
+    won = next(answer.json()["id"] for answer in answers if answer.status_code == 200)
+    refused = next(answer.json() for answer in answers if answer.status_code == 400)
+    with replicas[0].http() as http:
+        _wait_for(
+            lambda: http.get(f"/threads/{thread_id}/runs/{won}").json()["status"] in ("completed", "failed"),
+            "the held run to end",
+        )
+    return won, refused
+
+
+def test_replicas_that_start_at_once_migrate_once(
+    postgres_server: PostgresServer, tmp_path: Path, scripted_model_server: ScriptedModel
+) -> None:
+    url = postgres_server.create_database("three_at_once")
+    servers = [_replica(tmp_path / str(n) / "data", url, scripted_model_server) for n in range(3)]
+    try:
+        _start_all(servers)
+        for server in servers:
+            with server.http() as http:
+                assert http.get("/assistants").json()["data"] == []
+    finally:
+        for server in servers:
+            server.stop()
+    assert postgres_server.query("three_at_once", "SELECT version_num FROM alembic_version") == [("0005",)]
