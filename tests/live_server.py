@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import httpx
 import openai
+import sqlalchemy
 
 from tests.sandbox_fixtures import IN_EMULATED_VM
 
@@ -48,6 +49,16 @@ class LiveServer:
         """Plain HTTP to /v1 with the key, for what an SDK would not send."""
         headers = {"Authorization": f"Bearer {self.api_key}"}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+
+    def write_database(self, sql: str, **params: Any) -> None:
+        """Change the server's database behind its back (a day passing, say), SQLite or PostgreSQL."""
+        url = self._env.get("AGENTBOX_DATABASE_URL") or f"sqlite:///{self.data_dir / 'agentbox.sqlite3'}"
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.begin() as connection:
+                connection.execute(sqlalchemy.text(sql), params)
+        finally:
+            engine.dispose()
 
     @property
     def port(self) -> int:

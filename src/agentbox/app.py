@@ -37,6 +37,7 @@ from agentbox.engine.conversations import ConversationService
 from agentbox.engine.events import RunEvents
 from agentbox.engine.execs import ExecService
 from agentbox.engine.loop import AgentLoop, LoopLimits
+from agentbox.engine.replicas import Replica
 from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
 from agentbox.engine.vector_stores import VectorStoreService
@@ -91,7 +92,8 @@ def build_app(
         if settings.embeddings_base_url
         else None
     )
-    vector_store_service = VectorStoreService(store, blobs, embedder)
+    replica = Replica(store, settings.replica_lease_s)
+    vector_store_service = VectorStoreService(store, blobs, embedder, replica)
     events = RunEvents()
     loop = AgentLoop(
         model, sandbox, LoopLimits(max_tool_steps=settings.max_tool_steps), searcher=vector_store_service
@@ -100,23 +102,27 @@ def build_app(
         store,
         AssistantsRunner(store, blobs, loop, events, vector_stores=vector_store_service),
         events,
+        replica,
         run_ttl_s=settings.run_expires_s,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.migrate()
+        await replica.start()
         await sandbox.start()
         await container_service.start()
         await vector_store_service.start()
         try:
             await app.state.responses.recover()
             async with engine.open():
+                replica.watch([engine.recover, app.state.responses.recover, vector_store_service.recover])
                 if on_ready is not None:
                     on_ready()
                 yield
         finally:
             await vector_store_service.aclose()
+            await replica.aclose()  # once nothing here works on what it owns: peers take it over
             await container_service.aclose()
             await sandbox.aclose()
             await model.aclose()
@@ -140,6 +146,7 @@ def build_app(
         conversation_service,
         ttl_s=settings.run_expires_s,
         blobs=blobs,
+        replica=replica,
     )
     app.state.models = model
     app.state.api_keys = api_keys

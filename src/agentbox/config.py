@@ -24,6 +24,13 @@ class Settings(BaseSettings):
         description="Where state lives, as an SQLAlchemy URL: empty for SQLite in the data dir; "
         "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB for a PostgreSQL that several replicas share.",
     )
+    replica_lease_s: float = Field(
+        30,
+        ge=3,
+        description="How long a replica's lease lasts without renewal (it renews every third of it): "
+        "once a replica has been silent this long, a peer sharing its database fails or restarts the "
+        "runs, responses and file ingestions it left active.",
+    )
     api_keys: str = Field(
         "",
         description="Comma-separated API keys; requests need 'Authorization: Bearer KEY' or 'api-key: KEY'. "

@@ -6,7 +6,6 @@ the client mistakes of the tool over plain HTTP."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -263,8 +262,9 @@ def test_an_expired_store_is_refused(sdk: openai.OpenAI, live_server: LiveServer
         name="short-lived", expires_after={"anchor": "last_active_at", "days": 1}
     )
     # A day passing, as the server's database sees it: its expiry moved into the past.
-    with sqlite3.connect(live_server.data_dir / "agentbox.sqlite3") as db:
-        db.execute("UPDATE vector_stores SET expires_at = ? WHERE id = ?", (int(time.time()) - 1, store.id))
+    live_server.write_database(
+        "UPDATE vector_stores SET expires_at = :past WHERE id = :id", past=int(time.time()) - 1, id=store.id
+    )
     assert sdk.vector_stores.retrieve(store.id).status == "expired"
     tools: Any = [{"type": "file_search", "vector_store_ids": [store.id]}]
     with pytest.raises(openai.BadRequestError) as refused:

@@ -160,4 +160,94 @@ def test_replicas_that_start_at_once_migrate_once(
     finally:
         for server in servers:
             server.stop()
-    assert postgres_server.query("three_at_once", "SELECT version_num FROM alembic_version") == [("0005",)]
+    assert postgres_server.query("three_at_once", "SELECT version_num FROM alembic_version") == [("0006",)]
+
+
+LEASE_S = 3
+
+
+@pytest.fixture
+def short_leases(
+    postgres_url: str, tmp_path: Path, scripted_model_server: ScriptedModel
+) -> Iterator[list[LiveServer]]:
+    """Two replicas whose leases last 3 s, for tests that kill or restart one."""
+    servers = [_replica(tmp_path / name / "data", postgres_url, scripted_model_server) for name in ("a", "b")]
+    for server in servers:
+        server._env["AGENTBOX_REPLICA_LEASE_S"] = str(LEASE_S)
+    try:
+        yield _start_all(servers)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_a_killed_replicas_run_is_ended_by_a_peer_once_its_lease_runs_out(
+    short_leases: list[LiveServer], scripted_model: ScriptedModel
+) -> None:
+    doomed, survivor = short_leases
+    on_doomed, on_survivor = doomed.sdk(), survivor.sdk()
+    assistant = on_survivor.beta.assistants.create(model="m")
+    thread = on_survivor.beta.threads.create(messages=[{"role": "user", "content": "slowly"}])
+    release = threading.Event()
+    scripted_model.script(Hold("Partial", release), Hold("Partial", release))
+    try:
+        run = on_doomed.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+        response = on_doomed.responses.create(model="m", input="slowly", background=True)
+        _wait_for(lambda: len(scripted_model.requests) == 2, "both model calls")
+        doomed.kill()
+        killed_at = time.monotonic()
+        # The survivor's watch runs every third of a lease: the run ends within about 1⅓ leases.
+        _wait_for(
+            lambda: (
+                on_survivor.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id).status == "failed"
+            ),
+            "the peer to end the dead replica's run",
+            timeout_s=6 * LEASE_S,
+        )
+        noticed_s = time.monotonic() - killed_at
+    finally:
+        release.set()
+    ended = on_survivor.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id)
+    assert ended.last_error is not None
+    assert ended.last_error.message == "The server restarted while this run was active."
+    assert LEASE_S - 1 <= noticed_s <= 3 * LEASE_S, noticed_s
+    _wait_for(lambda: on_survivor.responses.retrieve(response.id).status == "failed", "the response to end")
+    # The thread takes runs again, on the survivor.
+    scripted_model.script(Text("Back."))
+    again = on_survivor.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert again.status == "completed"
+    assert on_survivor.beta.threads.messages.list(thread.id).data[0].content[0].text.value == "Back."  # type: ignore[union-attr]
+
+
+def test_a_restarting_replica_leaves_its_peers_live_run_alone(
+    short_leases: list[LiveServer], scripted_model: ScriptedModel
+) -> None:
+    restarting, working = short_leases
+    sdk = working.sdk()
+    assistant = sdk.beta.assistants.create(model="m")
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": "take your time"}])
+    release = threading.Event()
+    scripted_model.script(Hold("Still", release))
+    try:
+        run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+        _wait_for(lambda: len(scripted_model.requests) == 1, "the model call")
+        restarting.stop()
+        restarting.start()  # its start-up recovery runs before it says ready
+        time.sleep(LEASE_S)  # and its watch runs meanwhile
+        assert sdk.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id).status == "in_progress"
+    finally:
+        release.set()
+    # Its own replica carried it on to its own end (the stalled answer, cut when released), not
+    # the restart's.
+    _wait_for(
+        lambda: (
+            sdk.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id).status
+            not in ("queued", "in_progress")
+        ),
+        "the run to end on its own replica",
+    )
+    ended = sdk.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id)
+    assert ended.status == "failed" and ended.last_error is not None
+    assert ended.last_error.message.startswith("The model's answer was cut off"), ended.last_error

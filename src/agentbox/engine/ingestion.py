@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
+from agentbox.engine.replicas import Replica
 from agentbox.errors import NotFound
 from agentbox.ids import new_id, now
 from agentbox.retrieval import chunking, extract, index
@@ -42,8 +43,9 @@ def static_sizes(strategy: dict[str, Any]) -> tuple[int, int]:
 
 
 class Ingestor:
-    def __init__(self, store: Store, blobs: BlobStore, embedder: Embedder | None) -> None:
+    def __init__(self, store: Store, blobs: BlobStore, embedder: Embedder | None, replica: Replica) -> None:
         self._store = store
+        self.replica = replica
         self._blobs = blobs
         self._embedder = embedder
         self._slots = asyncio.Semaphore(CONCURRENCY)
@@ -57,7 +59,7 @@ class Ingestor:
 
     async def recover(self) -> None:
         """Files a crash left in_progress: their partial chunks go and they are ingested again."""
-        for record in await self._store.all(VectorStoreFileRecord, status="in_progress"):
+        for record in await self.replica.take_over(VectorStoreFileRecord, ["in_progress"]):
             await index.remove_chunks(self._store, record.vector_store_id, record.file_id)
             self.submit(record)
 

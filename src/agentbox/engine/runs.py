@@ -5,8 +5,9 @@
                     ├─ cancel ──► cancelling ──► cancelled
                     └─ expires_at passes ──► expired
 
-A run still active when the server stopped ends at the next start: failed with last_error saying so
-(a cancelling one: cancelled).
+A run still active when its server stopped ends at that server's next start, or, on a database
+replicas share, once a peer sees the server's lease run out (engine/replicas.py): failed with
+last_error saying so (a cancelling one: cancelled).
 
 A run is a task in the engine's task group; cancel and expiry are cancellation of that task, so the
 run belongs to the engine, never to the HTTP connection that started it.
@@ -24,6 +25,7 @@ from typing import Any
 from agentbox.engine import transitions
 from agentbox.engine.assistants import AssistantsRunner
 from agentbox.engine.events import DONE, RunEvents
+from agentbox.engine.replicas import Replica
 from agentbox.errors import Conflict
 from agentbox.ids import new_id, now
 from agentbox.store.database import Store, ThreadBusy
@@ -53,9 +55,15 @@ class RunRequest:
 
 class RunEngine:
     def __init__(
-        self, store: Store, runner: AssistantsRunner, events: RunEvents, run_ttl_s: int = 600
+        self,
+        store: Store,
+        runner: AssistantsRunner,
+        events: RunEvents,
+        replica: Replica,
+        run_ttl_s: int = 600,
     ) -> None:
         self._store = store
+        self._replica = replica
         self._runner = runner
         self.events = events
         self._run_ttl_s = run_ttl_s
@@ -66,7 +74,7 @@ class RunEngine:
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[RunEngine]:
         """Run the engine: recover runs a crash left active, then own every run task until exit."""
-        await self._recover()
+        await self.recover()
         async with asyncio.TaskGroup() as group:
             self._group = group
             try:
@@ -106,6 +114,7 @@ class RunEngine:
                 expires_at=created + self._run_ttl_s,
                 metadata=request.metadata or {},
                 options=options,
+                owner=self._replica.id,
             )
             try:
                 await self._store.add_run(run, request.additional_messages)
@@ -212,11 +221,11 @@ class RunEngine:
                 stamp = {"cancelled": {"cancelled_at": now()}, "expired": {}}.get(status, {})
                 await self._store.change(StepRecord, step.id, status=status, **stamp, **fields)
 
-    async def _recover(self) -> None:
-        """Runs that were active when the server stopped can't resume (a requires_action run's waiter
-        was in memory too): end them with a reason, so their threads take runs again."""
-        stale = [RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION, RunStatus.CANCELLING]
-        for run in await self._store.runs_with_status(stale):
+    async def recover(self) -> None:
+        """Runs whose server stopped while they were active can't resume (a requires_action run's
+        waiter was in memory too): end them with a reason, so their threads take runs again."""
+        stale = [s.value for s in RunStatus if s.is_active]
+        for run in await self._replica.take_over(RunRecord, stale):
             stamp = now()
             await self._end_messages(run, stamp)
             if run.status is RunStatus.CANCELLING:  # the client asked for the end it gets

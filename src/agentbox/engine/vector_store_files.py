@@ -112,6 +112,7 @@ class StoreFiles:
                 chunking_strategy=strategy or store.chunking_strategy or dict(checks.AUTO),
                 attributes=attrs,
                 batch_id=batch_id,
+                owner=self._ingestor.replica.id,
             )
         )
         self._ingestor.submit(record)

@@ -18,6 +18,7 @@ from typing import Any
 from agentbox.engine import vector_store_checks as checks
 from agentbox.engine import vector_store_queries as queries
 from agentbox.engine.ingestion import Ingestor
+from agentbox.engine.replicas import Replica
 from agentbox.engine.vector_store_batches import StoreBatches
 from agentbox.engine.vector_store_files import StoreFiles
 from agentbox.engine.vector_store_queries import FileCounts
@@ -49,15 +50,19 @@ class StoreView:
 
 
 class VectorStoreService:
-    def __init__(self, store: Store, blobs: BlobStore, embedder: Embedder | None) -> None:
+    def __init__(self, store: Store, blobs: BlobStore, embedder: Embedder | None, replica: Replica) -> None:
         self._store = store
         self._embedder = embedder
-        self._ingestor = Ingestor(store, blobs, embedder)
+        self._ingestor = Ingestor(store, blobs, embedder, replica)
         self.files = StoreFiles(store, self._ingestor)
         self.batches = StoreBatches(store, self.files)
         self._thread_lock = asyncio.Lock()
 
     async def start(self) -> None:
+        await self.recover()
+
+    async def recover(self) -> None:
+        """Ingest again the files whose server stopped while it ingested them."""
         await self._ingestor.recover()
 
     async def aclose(self) -> None:

@@ -18,11 +18,24 @@ from typing import Any, Literal, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, delete, event, insert, make_url, select, text, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    insert,
+    make_url,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from agentbox.errors import InvalidRequest, NotFound
+from agentbox.ids import now
 from agentbox.store import tables
 from agentbox.store.records import (
     AgentVersionRecord,
@@ -296,14 +309,46 @@ class Store:
         row = await self._run(work)
         return _to_record(RunRecord, row) if row is not None else None
 
-    async def runs_with_status(self, statuses: list[RunStatus]) -> list[RunRecord]:
-        table = tables.runs
+    # -- replicas and what they own (engine/replicas.py) ----------------------------------------
+
+    async def renew_lease(self, replica_id: str, expires_at: int) -> None:
+        """Hold (or release, with a past time) this replica's lease until `expires_at`."""
+        table = tables.replicas
+
+        def work(c: Connection) -> None:
+            renewed = c.execute(
+                update(table).where(table.c.id == replica_id).values(lease_expires_at=expires_at)
+            )
+            if renewed.rowcount == 0:
+                c.execute(insert(table).values(id=replica_id, created_at=now(), lease_expires_at=expires_at))
+
+        await self._run(work)
+
+    async def unowned(self, cls: type[R], statuses: Sequence[str], me: str, *, alone: bool) -> list[R]:
+        """Records in these statuses that no live replica owns: their owner's lease ran out, or
+        (`alone`: no other replica can share this database) any owner but `me`."""
+        table = _TABLE_OF[cls]
+        mine = table.c.owner == me
+        query = select(table).where(table.c.status.in_(list(statuses)), or_(table.c.owner.is_(None), ~mine))
+        if not alone:
+            live = select(tables.replicas.c.id).where(tables.replicas.c.lease_expires_at >= now())
+            query = query.where(or_(table.c.owner.is_(None), table.c.owner.not_in(live)))
 
         def work(c: Connection) -> list[dict[str, Any]]:
-            query = select(table).where(table.c.status.in_([s.value for s in statuses]))
-            return [dict(r) for r in c.execute(query).mappings()]
+            return [dict(r) for r in c.execute(query.order_by(table.c.seq)).mappings()]
 
-        return [_to_record(RunRecord, r) for r in await self._run(work)]
+        return [_to_record(cls, r) for r in await self._run(work)]
+
+    async def take_over(self, cls: type[R], record_id: str, me: str, previous_owner: str | None) -> bool:
+        """Make `me` the owner if `previous_owner` still is: of replicas racing to take over the
+        same record, exactly one gets True."""
+        table = _TABLE_OF[cls]
+        query = (
+            update(table)
+            .where(table.c.id == record_id, table.c.owner.is_not_distinct_from(previous_owner))
+            .values(owner=me)
+        )
+        return bool(await self._run(lambda c: c.execute(query).rowcount == 1))
 
     async def remove_thread(self, thread_id: str) -> None:
         """Delete a thread with its messages, runs and steps, in one transaction."""

@@ -110,10 +110,12 @@ class RunRecord:
     usage: Json | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     options: Json = field(default_factory=dict)
+    """Everything else the client set (temperature, top_p, max tokens, tool_choice, …), kept as given."""
     required_action: Json | None = None
     """The function calls the client must answer while the run is requires_action."""
     incomplete_reason: str | None = None
-    """Everything else the client set (temperature, top_p, max tokens, tool_choice, …), kept as given."""
+    owner: str | None = None
+    """The replica whose engine runs it (engine/replicas.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,8 @@ class ResponseRecord:
     """This response's own input, as items with ids (GET /responses/{id}/input_items)."""
     previous_response_id: str | None = None
     conversation_id: str | None = None
+    owner: str | None = None
+    """The replica that runs it (engine/replicas.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +245,8 @@ class VectorStoreFileRecord:
     chunking_strategy: Json = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     batch_id: str | None = None
+    owner: str | None = None
+    """The replica that ingests it (engine/replicas.py)."""
 
 
 @dataclass(frozen=True, slots=True)

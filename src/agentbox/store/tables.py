@@ -113,6 +113,8 @@ runs = Table(
         sqlite_where=text(ACTIVE_RUN),
         postgresql_where=text(ACTIVE_RUN),
     ),
+    Column("owner", String(64)),  # the replica working on it (0006)
+    Index("ix_runs_status_owner", "status", "owner"),
 )
 
 run_steps = Table(
@@ -148,6 +150,8 @@ responses = Table(
     Column("input_items", JSON, nullable=False),
     Column("previous_response_id", String(64)),
     Column("conversation_id", String(64)),
+    Column("owner", String(64)),  # the replica working on it (0006)
+    Index("ix_responses_status_owner", "status", "owner"),
 )
 
 conversations = Table(
@@ -242,6 +246,8 @@ vector_store_files = Table(
     Column("batch_id", String(64)),
     Index("ux_vector_store_files", "vector_store_id", "file_id", unique=True),
     Index("ix_vector_store_files_batch", "batch_id"),
+    Column("owner", String(64)),  # the replica working on it (0006)
+    Index("ix_vector_store_files_status_owner", "status", "owner"),
 )
 
 vector_store_file_batches = Table(
@@ -270,4 +276,15 @@ chunks = Table(
     Column("tokens", Wide, nullable=False),
     Column("embedding", JSON),
     Index("ix_chunks_store_file", "vector_store_id", "file_id", "position"),
+)
+
+# Each server's lease (0006): a row it renews while it lives; what a replica owns is taken over by
+# a peer only once its lease_expires_at has passed.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("seq", Wide, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("created_at", Wide, nullable=False),
+    Column("lease_expires_at", Wide, nullable=False),
 )

@@ -24,6 +24,7 @@ from agentbox.engine.conversations import ConversationService
 from agentbox.engine.events import DONE, RunEvents
 from agentbox.engine.file_types import check_code_interpreter_files
 from agentbox.engine.loop import AgentLoop, RunFailed, Usage, code_tool_choice
+from agentbox.engine.replicas import Replica
 from agentbox.engine.responses import search_calls
 from agentbox.engine.responses.items import (
     INCLUDABLE,
@@ -99,8 +100,10 @@ class ResponsesService:
         ttl_s: int,
         *,
         blobs: BlobStore,
+        replica: Replica,
     ) -> None:
         self._store = store
+        self._replica = replica
         self._blobs = blobs
         self._loop = loop
         self._engine = engine
@@ -111,19 +114,18 @@ class ResponsesService:
         self._live: dict[str, _Live] = {}
 
     async def recover(self) -> None:
-        """Responses running when the server stopped can't resume: fail them with a reason (one not
+        """Responses running when their server stopped can't resume: fail them with a reason (one not
         to be stored is removed). Their output and conversation items were never stored: both are
         written only when a response ends."""
-        for status in ("queued", "in_progress"):
-            for record in await self._store.all(ResponseRecord, status=status):
-                if not record.data.get("store", True):
-                    await self._store.remove(ResponseRecord, record.id)
-                    continue
-                error = {"code": "server_error", "message": RESTARTED}
-                data = {**record.data, "status": "failed", "error": error}
-                await self._store.change(ResponseRecord, record.id, status="failed", data=data)
-                reason = f"server_error: {RESTARTED}"
-                transitions.note("responses", record.id, record.conversation_id, status, "failed", reason)
+        for record in await self._replica.take_over(ResponseRecord, ["queued", "in_progress"]):
+            if not record.data.get("store", True):
+                await self._store.remove(ResponseRecord, record.id)
+                continue
+            error = {"code": "server_error", "message": RESTARTED}
+            data = {**record.data, "status": "failed", "error": error}
+            await self._store.change(ResponseRecord, record.id, status="failed", data=data)
+            reason = f"server_error: {RESTARTED}"
+            transitions.note("responses", record.id, record.conversation_id, record.status, "failed", reason)
 
     # --- create -------------------------------------------------------------------------------
     async def create(self, params: ResponseParams) -> str:
@@ -221,6 +223,7 @@ class ResponsesService:
             input_items=input_items,
             previous_response_id=params.previous_response_id,
             conversation_id=params.conversation,
+            owner=self._replica.id,
         )
         await self._store.add(record)
         log_ = ResponseLog(self.events, response_id, params.include)
