@@ -34,6 +34,7 @@ from agentbox.config import Settings
 from agentbox.engine.assistants import AssistantsRunner
 from agentbox.engine.containers import ContainerService
 from agentbox.engine.conversations import ConversationService
+from agentbox.engine.event_journal import EventJournal
 from agentbox.engine.events import RunEvents
 from agentbox.engine.execs import ExecService
 from agentbox.engine.loop import AgentLoop, LoopLimits
@@ -94,7 +95,8 @@ def build_app(
     )
     replica = Replica(store, settings.replica_lease_s)
     vector_store_service = VectorStoreService(store, blobs, embedder, replica)
-    events = RunEvents()
+    # Replicas sharing the database write every event there too, so a client streams from any of them.
+    events = RunEvents(EventJournal(store) if replica.shared else None)
     loop = AgentLoop(
         model, sandbox, LoopLimits(max_tool_steps=settings.max_tool_steps), searcher=vector_store_service
     )
@@ -122,6 +124,8 @@ def build_app(
                 yield
         finally:
             await vector_store_service.aclose()
+            if events.journal is not None:
+                await events.journal.aclose()
             await replica.aclose()  # once nothing here works on what it owns: peers take it over
             await container_service.aclose()
             await sandbox.aclose()

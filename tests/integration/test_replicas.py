@@ -5,6 +5,7 @@ one active run per thread whichever replica is asked, and replicas that start at
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,9 @@ import openai
 import pytest
 
 from tests.conftest import API_KEY
+from tests.integration.test_function_tools import WEATHER, report
 from tests.live_server import LiveServer
+from tests.model_replies import function_call
 from tests.postgres_server import PostgresServer
 from tests.scripted_model import Code, Hold, ScriptedModel, Text
 
@@ -160,7 +163,94 @@ def test_replicas_that_start_at_once_migrate_once(
     finally:
         for server in servers:
             server.stop()
-    assert postgres_server.query("three_at_once", "SELECT version_num FROM alembic_version") == [("0006",)]
+    assert postgres_server.query("three_at_once", "SELECT version_num FROM alembic_version") == [("0007",)]
+
+
+def test_tool_outputs_sent_to_the_other_replica_resume_the_run_and_stream_from_there(
+    replicas: tuple[LiveServer, LiveServer], scripted_model: ScriptedModel
+) -> None:
+    owner, other = (server.sdk() for server in replicas)
+    assistant = owner.beta.assistants.create(model="m", tools=[WEATHER])
+    thread = owner.beta.threads.create(messages=[{"role": "user", "content": "Weather in Oslo?"}])
+    scripted_model.script(function_call("get_weather", json.dumps({"city": "Oslo"})), report)
+    run = owner.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    _wait_for(
+        lambda: (
+            other.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id).status == "requires_action"
+        ),
+        "the run to wait for the client, seen on the other replica",
+    )
+    waiting = other.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id)
+    (call,) = waiting.required_action.submit_tool_outputs.tool_calls  # type: ignore[union-attr]
+    with pytest.raises(openai.BadRequestError, match="unknown"):
+        other.beta.threads.runs.submit_tool_outputs(
+            thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": "call_wrong", "output": "x"}]
+        )
+    names, text = [], ""
+    with other.beta.threads.runs.submit_tool_outputs_stream(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "12 C, rain"}]
+    ) as stream:
+        for event in stream:
+            names.append(event.event)
+            if event.event == "thread.message.delta":
+                text += "".join(part.text.value for part in event.data.delta.content)  # type: ignore[union-attr]
+    assert names[0] == "thread.run.in_progress" and names[-1] == "thread.run.completed", names
+    assert text == "Weather: 12 C, rain"
+    with pytest.raises(openai.BadRequestError, match="is not waiting for tool outputs"):
+        other.beta.threads.runs.submit_tool_outputs(
+            thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "again"}]
+        )
+
+
+def test_a_cancel_sent_to_the_other_replica_cancels_the_run(
+    replicas: tuple[LiveServer, LiveServer], scripted_model: ScriptedModel
+) -> None:
+    owner, other = (server.sdk() for server in replicas)
+    assistant = owner.beta.assistants.create(model="m")
+    thread = owner.beta.threads.create(messages=[{"role": "user", "content": "take your time"}])
+    release = threading.Event()
+    scripted_model.script(Hold("Thinking", release))
+    try:
+        run = owner.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+        _wait_for(lambda: len(scripted_model.requests) == 1, "the model call")
+        assert other.beta.threads.runs.cancel(thread_id=thread.id, run_id=run.id).status == "cancelling"
+        _wait_for(
+            lambda: (
+                other.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id).status == "cancelled"
+            ),
+            "the owner to cancel the run",
+            timeout_s=10,
+        )
+    finally:
+        release.set()
+    steps = owner.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id).data
+    assert {step.status for step in steps} <= {"cancelled"}
+
+
+def test_a_background_response_streams_from_the_other_replica(
+    replicas: tuple[LiveServer, LiveServer], scripted_model: ScriptedModel
+) -> None:
+    owner, other = replicas
+    scripted_model.script(Code("print(6 * 7)"), Text("It is 42."))
+    response = owner.sdk().responses.create(
+        model="m",
+        input="6 * 7?",
+        background=True,
+        tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
+    )
+    streamed = []
+    with (
+        other.http() as http,
+        http.stream("GET", f"/responses/{response.id}", params={"stream": "true"}) as sse,
+    ):
+        assert sse.status_code == 200
+        for line in sse.iter_lines():
+            if line.startswith("data: "):
+                streamed.append(json.loads(line[len("data: ") :]))
+    kinds = [event["type"] for event in streamed]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
+    assert [event["sequence_number"] for event in streamed] == list(range(len(streamed)))
+    assert streamed[-1]["response"]["output"][-1]["content"][0]["text"] == "It is 42."
 
 
 LEASE_S = 3

@@ -148,7 +148,7 @@ async def retrieve_response(
 ) -> dict[str, Any] | StreamingResponse:
     response = await service.get(response_id, include)
     if stream:
-        return _events(service, response["id"], service.stream_position(response_id, starting_after))
+        return _events(service, response["id"], await service.stream_position(response_id, starting_after))
     return response
 
 

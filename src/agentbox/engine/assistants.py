@@ -203,23 +203,20 @@ class AssistantsRunner:
         match. Claimed once: a second submission finds nothing to answer."""
         pending = self._pending.get(run.id)
         if run.status is not RunStatus.REQUIRES_ACTION or pending is None or pending[1].done():
-            raise InvalidRequest(
-                f"Run {run.id} is not waiting for tool outputs (status '{run.status.value}').", param="run_id"
-            )
+            raise not_waiting(run)
         step, waiter = pending
-        expected = {c.id for c in step.calls}
-        if set(tool_outputs) != expected:
-            missing = sorted(expected - set(tool_outputs))
-            unknown = sorted(set(tool_outputs) - expected)
-            raise InvalidRequest(
-                f"Tool outputs must answer exactly the calls {sorted(expected)}"
-                + (f"; missing {missing}" if missing else "")
-                + (f"; unknown {unknown}" if unknown else "")
-                + ".",
-                param="tool_outputs",
-            )
+        check_answers({c.id for c in step.calls}, tool_outputs)
         del self._pending[run.id]
         return waiter
+
+    def waits(self, run_id: str) -> bool:
+        """Whether this replica holds the run's wait for tool outputs."""
+        return run_id in self._pending
+
+    def take_wait(self, run_id: str) -> asyncio.Future[dict[str, str]] | None:
+        """The run's waiter, for outputs another replica checked and handed over."""
+        pending = self._pending.pop(run_id, None)
+        return pending[1] if pending is not None else None
 
     async def _task(self, run: RunRecord) -> Task:
         assistant = await self._store.get(AssistantRecord, run.assistant_id)
@@ -349,3 +346,23 @@ def chat_response_format(value: Any) -> Any:
     if isinstance(value, dict) and value.get("type") in ("json_object", "json_schema"):
         return value
     return None
+
+
+def not_waiting(run: RunRecord) -> InvalidRequest:
+    return InvalidRequest(
+        f"Run {run.id} is not waiting for tool outputs (status '{run.status.value}').", param="run_id"
+    )
+
+
+def check_answers(expected: set[str], tool_outputs: dict[str, str]) -> None:
+    """InvalidRequest unless the outputs answer exactly the calls the run waits on."""
+    if set(tool_outputs) != expected:
+        missing = sorted(expected - set(tool_outputs))
+        unknown = sorted(set(tool_outputs) - expected)
+        raise InvalidRequest(
+            f"Tool outputs must answer exactly the calls {sorted(expected)}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unknown {unknown}" if unknown else "")
+            + ".",
+            param="tool_outputs",
+        )

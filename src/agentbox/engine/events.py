@@ -3,6 +3,10 @@
 The loop publishes each transition as (event name, payload): payloads are store records, or a
 Delta carrying the changed part of a step or message in the Assistants delta shape (an `index` on
 every list entry). A follower replays the log from any position, then follows it live, until `done`.
+
+The log lives in the memory of the replica that runs the run; with a journal (replicas sharing a
+database, engine/event_journal.py) every event is written there too, and a follower on a replica
+that doesn't hold the log reads it from there.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentbox.engine import transitions
+
+if TYPE_CHECKING:
+    from agentbox.engine.event_journal import EventJournal
 
 DONE = "done"
 RETAIN_AFTER_DONE_S = 300.0
@@ -36,8 +43,9 @@ class _RunLog:
 
 
 class RunEvents:
-    def __init__(self) -> None:
+    def __init__(self, journal: EventJournal | None = None) -> None:
         self._logs: dict[str, _RunLog] = {}
+        self.journal = journal
 
     def open(self, run_id: str) -> None:
         self._logs.setdefault(run_id, _RunLog())
@@ -47,6 +55,8 @@ class RunEvents:
         async with log.changed:
             log.events.append((name, payload))
             log.changed.notify_all()
+        if self.journal is not None:
+            self.journal.append(run_id, name, payload)
         log.status = transitions.observe(log.status, payload)
         if name == DONE:
             # Followers that attached late still get the whole log for a while, then it is dropped.
@@ -63,6 +73,9 @@ class RunEvents:
         """Yield the run's events from position `start` on, up to and including `done`."""
         log = self._logs.get(run_id)
         if log is None:
+            if self.journal is not None:
+                async for event in self.journal.follow(run_id, start):
+                    yield event
             return
         index = start
         while True:
@@ -75,7 +88,9 @@ class RunEvents:
                 if name == DONE:
                     return
 
-    def position(self, run_id: str) -> int:
+    async def position(self, run_id: str) -> int:
         """How many events the run has published so far (where a new follower should start)."""
         log = self._logs.get(run_id)
-        return len(log.events) if log else 0
+        if log is not None:
+            return len(log.events)
+        return await self.journal.count(run_id) if self.journal is not None else 0

@@ -34,6 +34,11 @@ class Replica:
         self._recoveries: list[Recovery] = []
         self._watch: asyncio.Task[None] | None = None
 
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas may share this database (and so hand this one requests)."""
+        return not self._alone
+
     async def start(self) -> None:
         """Take the lease (before this replica owns anything)."""
         await self._renew()

@@ -10,7 +10,9 @@ replicas share, once a peer sees the server's lease run out (engine/replicas.py)
 last_error saying so (a cancelling one: cancelled).
 
 A run is a task in the engine's task group; cancel and expiry are cancellation of that task, so the
-run belongs to the engine, never to the HTTP connection that started it.
+run belongs to the engine, never to the HTTP connection that started it. With replicas sharing the
+database, the run's task lives on the replica that created it (its owner): a cancel or tool outputs
+sent to another replica go through the database, and the owner picks them up within REQUEST_POLL_S.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentbox.engine import transitions
-from agentbox.engine.assistants import AssistantsRunner
+from agentbox.engine.assistants import AssistantsRunner, check_answers, not_waiting
 from agentbox.engine.events import DONE, RunEvents
 from agentbox.engine.replicas import Replica
 from agentbox.errors import Conflict
@@ -32,6 +34,8 @@ from agentbox.store.database import Store, ThreadBusy
 from agentbox.store.records import AssistantRecord, MessageRecord, RunRecord, RunStatus, StepRecord
 
 log = logging.getLogger(__name__)
+
+REQUEST_POLL_S = 0.2
 
 _TERMINAL_STEP = {"completed", "failed", "cancelled", "expired"}
 _RESTARTED = {
@@ -70,6 +74,7 @@ class RunEngine:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._thread_locks: dict[str, asyncio.Lock] = {}
+        self._cancelling: set[str] = set()
 
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[RunEngine]:
@@ -77,11 +82,14 @@ class RunEngine:
         await self.recover()
         async with asyncio.TaskGroup() as group:
             self._group = group
+            requests = group.create_task(self._serve_requests()) if self._replica.shared else None
             try:
                 yield self
             finally:
                 for task in list(self._tasks.values()):
                     task.cancel()
+                if requests is not None:
+                    requests.cancel()
                 self._group = None
 
     async def create(self, request: RunRequest) -> RunRecord:
@@ -134,12 +142,17 @@ class RunEngine:
                 return run
             raise Conflict(f"Cannot cancel run with status '{run.status.value}'.", param="run_id")
         run = await self._store.change(RunRecord, run.id, status=RunStatus.CANCELLING)
+        if self._runs_elsewhere(run):
+            return run  # its replica cancels it (or, if that replica died, the peer that takes over)
+        return await self._cancel_here(run)
+
+    async def _cancel_here(self, run: RunRecord) -> RunRecord:
         await self.events.publish(run.id, "thread.run.cancelling", run)
         task = self._tasks.get(run.id)
-        if task is not None:
-            task.cancel()
-        else:
-            run = await self._finish_cancelled(run)
+        if task is None:
+            return await self._finish_cancelled(run)
+        self._cancelling.add(run.id)
+        task.cancel()
         return run
 
     async def submit_tool_outputs(
@@ -147,6 +160,8 @@ class RunEngine:
     ) -> RunRecord:
         """Hand the client's function results to the waiting run; it goes on in the background."""
         run = await self._store.get(RunRecord, run_id, thread_id=thread_id)
+        if self._runs_elsewhere(run):
+            return await self._hand_over(run, tool_outputs)
         waiter = self._runner.claim_tool_outputs(run, tool_outputs)
         # In progress before the run goes on: a poller never sees the old requires_action, and
         # this write can't land after the run's own (a completed run read back as in_progress).
@@ -159,6 +174,40 @@ class RunEngine:
             if not waiter.done():  # a cancel may have ended the wait meanwhile
                 waiter.set_result(tool_outputs)
         return run
+
+    def _runs_elsewhere(self, run: RunRecord) -> bool:
+        return run.id not in self._tasks and run.owner not in (None, self._replica.id)
+
+    async def _hand_over(self, run: RunRecord, tool_outputs: dict[str, str]) -> RunRecord:
+        """Outputs for a run another replica waits in: checked here, left in the database for it."""
+        if run.status is not RunStatus.REQUIRES_ACTION:
+            raise not_waiting(run)
+        calls = (run.required_action or {}).get("submit_tool_outputs", {}).get("tool_calls", [])
+        check_answers({call["id"] for call in calls}, tool_outputs)
+        if not await self._store.hand_over_tool_outputs(run.id, tool_outputs):
+            raise not_waiting(await self._store.get(RunRecord, run.id))  # another submission won
+        return await self._store.get(RunRecord, run.id)
+
+    async def _serve_requests(self) -> None:
+        """Act on what other replicas took for this replica's runs: cancels and tool outputs."""
+        while True:
+            await asyncio.sleep(REQUEST_POLL_S)
+            try:
+                for run in await self._store.runs_with_requests(self._replica.id):
+                    await self._serve(run)
+            except Exception:  # the database may be away for a moment: try again next time
+                log.exception("serving other replicas' requests for this replica's runs failed")
+
+    async def _serve(self, run: RunRecord) -> None:
+        if run.tool_outputs is not None:
+            outputs = run.tool_outputs
+            run = await self._store.change(RunRecord, run.id, tool_outputs=None)
+            waiter = self._runner.take_wait(run.id)
+            if waiter is not None and not waiter.done():
+                await self.events.publish(run.id, "thread.run.in_progress", run)
+                waiter.set_result(outputs)
+        if run.status is RunStatus.CANCELLING and run.id not in self._cancelling:
+            await self._cancel_here(run)
 
     async def wait(self, run_id: str) -> None:
         """Return once the run's task has ended (for tests and shutdown)."""
@@ -207,6 +256,7 @@ class RunEngine:
             await self.events.publish(run.id, "thread.run.failed", failed)
         finally:
             self._tasks.pop(run.id, None)
+            self._cancelling.discard(run.id)
             await self.events.publish(run.id, DONE)
 
     async def _finish_cancelled(self, run: RunRecord) -> RunRecord:

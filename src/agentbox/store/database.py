@@ -24,6 +24,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     make_url,
     or_,
@@ -102,7 +103,7 @@ _NOUN_OF: dict[type[Any], str] = {
 }
 
 
-def _row_values(record: Any) -> dict[str, Any]:
+def record_row(record: Any) -> dict[str, Any]:
     values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     if isinstance(values.get("status"), RunStatus):
         values["status"] = values["status"].value
@@ -119,7 +120,7 @@ def _field_names(cls: type) -> frozenset[str]:
     return names
 
 
-def _to_record(cls: type[R], row: Mapping[str, Any]) -> R:
+def record_from_row(cls: type[R], row: Mapping[str, Any]) -> R:
     names = _field_names(cls)  # dataclasses.fields() per row was a visible share of a run's time
     values = {k: v for k, v in row.items() if k in names}
     if cls is RunRecord:
@@ -180,7 +181,7 @@ class Store:
 
     async def add(self, record: R) -> R:
         table = _TABLE_OF[type(record)]
-        await self._run(lambda c: c.execute(insert(table).values(**_row_values(record))))
+        await self._run(lambda c: c.execute(insert(table).values(**record_row(record))))
         return record
 
     async def get(self, cls: type[R], record_id: str, **scope: str) -> R:
@@ -197,7 +198,7 @@ class Store:
         row = await self._run(work)
         if row is None:
             raise NotFound(f"No {_NOUN_OF[cls]} found with id '{record_id}'.")
-        return _to_record(cls, row)
+        return record_from_row(cls, row)
 
     async def change(self, cls: type[R], record_id: str, **values: Any) -> R:
         """Update some fields and return the new record (NotFound if it is gone)."""
@@ -212,7 +213,7 @@ class Store:
         row = await self._run(work)
         if row is None:
             raise NotFound(f"No {_NOUN_OF[cls]} found with id '{record_id}'.")
-        return _to_record(cls, row)
+        return record_from_row(cls, row)
 
     async def remove(self, cls: type[R], record_id: str) -> None:
         table = _TABLE_OF[cls]
@@ -267,7 +268,7 @@ class Store:
             return (page[::-1] if backwards else page), len(rows) > limit
 
         rows, has_more = await self._run(work)
-        return Page([_to_record(cls, r) for r in rows], has_more)
+        return Page([record_from_row(cls, r) for r in rows], has_more)
 
     async def all(self, cls: type[R], **where: str) -> list[R]:
         """Every matching record, oldest first (for building a model prompt)."""
@@ -279,7 +280,7 @@ class Store:
                 query = query.where(table.c[column] == value)
             return [dict(r) for r in c.execute(query.order_by(table.c.seq.asc())).mappings()]
 
-        return [_to_record(cls, r) for r in await self._run(work)]
+        return [record_from_row(cls, r) for r in await self._run(work)]
 
     async def add_run(self, run: RunRecord, messages: Sequence[MessageRecord] = ()) -> None:
         """Store a run with the messages it adds to its thread, all or nothing; ThreadBusy when the
@@ -287,8 +288,8 @@ class Store:
 
         def work(c: Connection) -> None:
             for message in messages:
-                c.execute(insert(tables.messages).values(**_row_values(message)))
-            c.execute(insert(tables.runs).values(**_row_values(run)))
+                c.execute(insert(tables.messages).values(**record_row(message)))
+            c.execute(insert(tables.runs).values(**record_row(run)))
 
         try:
             await self._run(work)
@@ -307,7 +308,7 @@ class Store:
             return dict(row) if row is not None else None
 
         row = await self._run(work)
-        return _to_record(RunRecord, row) if row is not None else None
+        return record_from_row(RunRecord, row) if row is not None else None
 
     # -- replicas and what they own (engine/replicas.py) ----------------------------------------
 
@@ -337,7 +338,7 @@ class Store:
         def work(c: Connection) -> list[dict[str, Any]]:
             return [dict(r) for r in c.execute(query.order_by(table.c.seq)).mappings()]
 
-        return [_to_record(cls, r) for r in await self._run(work)]
+        return [record_from_row(cls, r) for r in await self._run(work)]
 
     async def take_over(self, cls: type[R], record_id: str, me: str, previous_owner: str | None) -> bool:
         """Make `me` the owner if `previous_owner` still is: of replicas racing to take over the
@@ -347,6 +348,55 @@ class Store:
             update(table)
             .where(table.c.id == record_id, table.c.owner.is_not_distinct_from(previous_owner))
             .values(owner=me)
+        )
+        return bool(await self._run(lambda c: c.execute(query).rowcount == 1))
+
+    # -- what replicas hand each other (engine/event_journal.py, engine/runs.py) -------------------
+
+    async def append_events(self, rows: Sequence[tuple[str, str, Any]]) -> None:
+        """(run or response id, event name, JSON payload) rows, kept in this order."""
+        stamp = now()
+        values = [{"run_id": r, "created_at": stamp, "name": n, "payload": p} for r, n, p in rows]
+        await self._run(lambda c: c.execute(insert(tables.run_events), values))
+
+    async def events_of(self, run_id: str, after_seq: int = 0, skip: int = 0) -> list[tuple[int, str, Any]]:
+        """(seq, name, payload) of the run's events past `after_seq`, the first `skip` of them left out."""
+        table = tables.run_events
+        query = (
+            select(table.c.seq, table.c.name, table.c.payload)
+            .where(table.c.run_id == run_id, table.c.seq > after_seq)
+            .order_by(table.c.seq)
+            .offset(skip)
+        )
+        return await self._run(lambda c: [(r.seq, r.name, r.payload) for r in c.execute(query)])
+
+    async def event_count(self, run_id: str) -> int:
+        table = tables.run_events
+        query = select(func.count()).select_from(table).where(table.c.run_id == run_id)
+        return int(await self._run(lambda c: c.execute(query).scalar() or 0))
+
+    async def drop_events(self, last_name: str, before: int) -> None:
+        """Every event of the runs whose `last_name` event is older than `before`."""
+        table = tables.run_events
+        ended = select(table.c.run_id).where(table.c.name == last_name, table.c.created_at < before)
+        await self._run(lambda c: c.execute(delete(table).where(table.c.run_id.in_(ended))))
+
+    async def runs_with_requests(self, owner: str) -> list[RunRecord]:
+        """The owner's runs that another replica asked something of: a cancel, or tool outputs."""
+        table = tables.runs
+        asked = or_(table.c.status == RunStatus.CANCELLING.value, table.c.tool_outputs.is_not(None))
+        query = select(table).where(table.c.owner == owner, asked)
+        rows = await self._run(lambda c: [dict(r) for r in c.execute(query).mappings()])
+        return [record_from_row(RunRecord, r) for r in rows]
+
+    async def hand_over_tool_outputs(self, run_id: str, tool_outputs: dict[str, str]) -> bool:
+        """Move a run still waiting in requires_action to in_progress, keeping the outputs for its
+        owner; False when it no longer waits (another submission won)."""
+        table = tables.runs
+        query = (
+            update(table)
+            .where(table.c.id == run_id, table.c.status == RunStatus.REQUIRES_ACTION.value)
+            .values(status=RunStatus.IN_PROGRESS.value, required_action=None, tool_outputs=tool_outputs)
         )
         return bool(await self._run(lambda c: c.execute(query).rowcount == 1))
 

@@ -116,6 +116,8 @@ class RunRecord:
     incomplete_reason: str | None = None
     owner: str | None = None
     """The replica whose engine runs it (engine/replicas.py)."""
+    tool_outputs: dict[str, str] | None = None
+    """Outputs another replica took for this run, until its owner resumes it with them."""
 
 
 @dataclass(frozen=True, slots=True)

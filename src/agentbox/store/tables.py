@@ -114,6 +114,8 @@ runs = Table(
         postgresql_where=text(ACTIVE_RUN),
     ),
     Column("owner", String(64)),  # the replica working on it (0006)
+    # submitted to another replica, for the owner to resume with (0007); SQL NULL when there are none
+    Column("tool_outputs", JSON(none_as_null=True)),
     Index("ix_runs_status_owner", "status", "owner"),
 )
 
@@ -287,4 +289,18 @@ replicas = Table(
     Column("id", String(64), unique=True, nullable=False),
     Column("created_at", Wide, nullable=False),
     Column("lease_expires_at", Wide, nullable=False),
+)
+
+# The events of runs and responses, written by the replica running them (engine/event_journal.py)
+# when replicas share the database, so that a client streams from any replica (0007).
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("seq", Wide, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("created_at", Wide, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_run_events_run", "run_id", "seq"),
+    Index("ix_run_events_done", "name", "created_at"),
 )

@@ -441,9 +441,9 @@ class ResponsesService:
             await asyncio.wait({live.task})
         await self._store.remove(ResponseRecord, response_id)
 
-    def stream_position(self, response_id: str, starting_after: int | None) -> int:
+    async def stream_position(self, response_id: str, starting_after: int | None) -> int:
         """Where a replay starts in the event log; Conflict when the log is gone."""
-        if self.events.position(response_id) == 0:
+        if await self.events.position(response_id) == 0:
             raise Conflict(
                 f"The event stream of response '{response_id}' is no longer kept; "
                 "retrieve it without stream.",
