@@ -96,6 +96,12 @@ $(CLIENTS)/bench/.installed: requirements/bench.txt $(RUNTIME)/.installed
 run: setup
 	$(VENV)/bin/agentbox serve --host $(HOST) --port $(PORT)
 
+# The suites whose shared live_server runs again on a real PostgreSQL (AGENTBOX_DATABASE_URL): every
+# kind of record, run, response, stream and search, on the database replicas share.
+POSTGRES_PASS := $(addprefix tests/integration/test_,$(addsuffix .py,bad_input vector_stores \
+	conversations responses run_options function_tools file_search_assistants file_search_responses \
+	seed_scenario streaming code_interpreter_stores responses_sdk foundry azure_agents keep_alive))
+
 # Everything on this host, then the cgroup v2 selection in a VM booted with the unified hierarchy
 # (scripts/cgroup2-vm), which this host cannot switch to.
 test: test-host test-cgroup2
@@ -105,6 +111,7 @@ test-host: test-setup
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --database=postgresql $(POSTGRES_PASS)
 
 test-cgroup2: test-setup
 	scripts/cgroup2-vm

@@ -116,13 +116,14 @@ def build_app(
         await container_service.start()
         await vector_store_service.start()
         try:
-            await app.state.responses.recover()
+            await app.state.responses.start()
             async with engine.open():
                 replica.watch([engine.recover, app.state.responses.recover, vector_store_service.recover])
                 if on_ready is not None:
                     on_ready()
                 yield
         finally:
+            await app.state.responses.aclose()
             await vector_store_service.aclose()
             if events.journal is not None:
                 await events.journal.aclose()

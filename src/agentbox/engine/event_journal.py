@@ -21,7 +21,7 @@ from agentbox.engine.events import DONE, Delta
 from agentbox.errors import NotFound
 from agentbox.ids import now
 from agentbox.store.database import Store, record_from_row, record_row
-from agentbox.store.records import MessageRecord, ResponseRecord, RunRecord, StepRecord
+from agentbox.store.records import RESPONSE_ACTIVE, MessageRecord, ResponseRecord, RunRecord, StepRecord
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class EventJournal:
         try:
             if run_id.startswith("run_"):
                 return not (await self._store.get(RunRecord, run_id)).status.is_active
-            return (await self._store.get(ResponseRecord, run_id)).status not in ("queued", "in_progress")
+            return (await self._store.get(ResponseRecord, run_id)).status not in RESPONSE_ACTIVE
         except NotFound:
             return True
 

@@ -146,6 +146,11 @@ class Page(Generic[T]):
 # --- the Responses generation ------------------------------------------------------------------
 
 
+RESPONSE_ACTIVE = ("queued", "in_progress", "cancelling")
+"""A stored response's statuses while it runs; `cancelling` (never on the wire) while the replica
+running it has yet to act on a cancel another replica took."""
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseRecord:
     id: str

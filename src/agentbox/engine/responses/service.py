@@ -44,12 +44,14 @@ from agentbox.ids import new_id, now
 from agentbox.sandbox import InputFile
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
-from agentbox.store.records import ContainerRecord, ResponseRecord
+from agentbox.store.records import RESPONSE_ACTIVE, ContainerRecord, ResponseRecord
 
 log = logging.getLogger(__name__)
 
 TOOL_TYPES = ("code_interpreter", "function", "file_search")
 TERMINAL = ("completed", "incomplete", "failed", "cancelled")
+CANCEL_ASKED = RESPONSE_ACTIVE[-1]
+CANCEL_POLL_S = 0.2
 RESTARTED = "The server restarted while this response was in progress."
 
 
@@ -86,6 +88,7 @@ class _Live:
     data: dict[str, Any]
     surface: ResponseSurface
     task: asyncio.Task[None] | None = None
+    cancel_asked: bool = False
 
 
 class ResponsesService:
@@ -112,14 +115,34 @@ class ResponsesService:
         self._conversations = conversations
         self._ttl_s = ttl_s
         self._live: dict[str, _Live] = {}
+        self._cancels: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Take over what dead replicas left running; with peers, act on the cancels they take."""
+        await self.recover()
+        if self._replica.shared and self._cancels is None:
+            self._cancels = asyncio.create_task(self._serve_cancels(), name="agentbox-response-cancels")
+
+    async def aclose(self) -> None:
+        if self._cancels is not None:
+            self._cancels.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cancels
+            self._cancels = None
 
     async def recover(self) -> None:
         """Responses running when their server stopped can't resume: fail them with a reason (one not
         to be stored is removed). Their output and conversation items were never stored: both are
         written only when a response ends."""
-        for record in await self._replica.take_over(ResponseRecord, ["queued", "in_progress"]):
+        for record in await self._replica.take_over(ResponseRecord, RESPONSE_ACTIVE):
             if not record.data.get("store", True):
                 await self._store.remove(ResponseRecord, record.id)
+                continue
+            if record.status == CANCEL_ASKED:  # the client asked for the end it gets
+                data = {**record.data, "status": "cancelled"}
+                await self._store.change(ResponseRecord, record.id, status="cancelled", data=data)
+                conversation = record.conversation_id
+                transitions.note("responses", record.id, conversation, record.status, "cancelled", None)
                 continue
             error = {"code": "server_error", "message": RESTARTED}
             data = {**record.data, "status": "failed", "error": error}
@@ -431,7 +454,34 @@ class ResponsesService:
         if live is not None and live.task is not None:
             live.task.cancel()
             await asyncio.wait({live.task})
+        elif record.owner not in (None, self._replica.id) and record.status in RESPONSE_ACTIVE:
+            # Another replica runs it: ask through the database, and answer once it has ended.
+            await self._store.change(ResponseRecord, record.id, status=CANCEL_ASKED)
+            deadline = asyncio.get_running_loop().time() + 10
+            while (await self._store.get(ResponseRecord, record.id)).status in RESPONSE_ACTIVE:
+                if asyncio.get_running_loop().time() > deadline:
+                    break  # answered as it stands; its replica cancels it all the same
+                await asyncio.sleep(CANCEL_POLL_S)
         return await self.get(response_id)
+
+    async def _serve_cancels(self) -> None:
+        """Cancel this replica's responses whose cancel another replica took."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_S)
+            try:
+                mine = await self._store.all(ResponseRecord, status=CANCEL_ASKED, owner=self._replica.id)
+                for record in mine:
+                    await self._serve_cancel(record)
+            except Exception:  # the database may be away for a moment: try again next time
+                log.exception("serving other replicas' cancels of this replica's responses failed")
+
+    async def _serve_cancel(self, record: ResponseRecord) -> None:
+        live = self._live.get(record.id)
+        if live is None or live.task is None:  # it ended meanwhile: the status it ended with stays
+            await self._store.change(ResponseRecord, record.id, status=record.data["status"])
+        elif not live.cancel_asked:  # once: a second cancel would cut short its own ending
+            live.cancel_asked = True
+            live.task.cancel()
 
     async def delete(self, response_id: str) -> None:
         await self._store.get(ResponseRecord, response_id)
