@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,25 +145,35 @@ def left_behind(old: Footprint, server: LiveServer) -> list[str]:
     """What of the old server's sandboxes the restarted server still shows."""
     sessions = server.data_dir.resolve() / "sessions"
     group = cgroup_group(sessions)
-    left = []
-    for pid in host_pids():
-        fields = _stat(pid)
-        if fields is not None and (pid, fields[19]) in old.processes:
-            left.append(f"process {pid}")
-        # Ancestry is read per process, now: the new server's pool may start a sandbox on a reused
-        # uid while this loop runs, and a list of its descendants taken before would miss it.
-        elif _uid(pid) in old.uids and not descends_from(pid, server.pid):
-            # An old session's uid may run only under the new server: not in an old session's
-            # cgroup, and not outside every agentbox cgroup (escaped). Another server's group (a
-            # test running beside this one) is not ours to judge.
-            lines = _cgroup_lines(pid)
-            if any(f"/{group}/{name}" in lines for name in old.cgroups) or "/agentbox-" not in lines:
-                left.append(f"process {pid} with the old session uid {_uid(pid)}")
+    suspects = {pid: why for pid in host_pids() if (why := _stray(pid, old, server, group))}
+    if suspects:
+        # A sandbox the new server is starting right now may be caught between fork and its
+        # cgroup, or with a parent mid-exit: what is really left behind is still there a second on.
+        time.sleep(1)
+        suspects = {pid: why for pid, why in suspects.items() if _stray(pid, old, server, group) == why}
+    left = list(suspects.values())
     still = set(cgroups.detect().session_names(group)) & old.cgroups
     left += [f"cgroup {name}" for name in sorted(still)]
     left += [f"mount {point}" for point in datadir.mounts_under(sessions) if point in old.mounts]
     left += [f"session dir {entry.name}" for entry in sessions.iterdir() if entry.name in old.cgroups]
     return left
+
+
+def _stray(pid: int, old: Footprint, server: LiveServer, group: str) -> str | None:
+    """Why this process belongs to the old server's sandboxes, or None."""
+    fields = _stat(pid)
+    if fields is not None and (pid, fields[19]) in old.processes:
+        return f"process {pid}"
+    # Ancestry is read per process, now: the new server's pool may start a sandbox on a reused uid
+    # while the caller looks, and a list of its descendants taken before would miss it.
+    if _uid(pid) in old.uids and not descends_from(pid, server.pid):
+        # An old session's uid may run only under the new server: not in an old session's cgroup,
+        # and not outside every agentbox cgroup (escaped). Another server's group (a test running
+        # beside this one) is not ours to judge.
+        lines = _cgroup_lines(pid)
+        if any(f"/{group}/{name}" in lines for name in old.cgroups) or "/agentbox-" not in lines:
+            return f"process {pid} with the old session uid {_uid(pid)}"
+    return None
 
 
 def crash_and_restart(server: LiveServer, client: openai.OpenAI) -> None:
