@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from agentbox.devtools import free_port
+from agentbox.devtools.swift import ACCESS_KEY, SECRET_KEY
 from agentbox.errors import PayloadTooLarge, StoreUnavailable
 from agentbox.store.blob_url import S3Location, parse_blob_url
 from agentbox.store.s3_blobs import S3BlobStore
-from tests.swift_server import ACCESS_KEY, SECRET_KEY, SwiftServer, free_port
+from tests.swift_server import SwiftServer
 
 MiB = 1 << 20
 

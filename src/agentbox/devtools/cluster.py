@@ -1,0 +1,386 @@
+"""`scripts/dev-cluster`: a cluster on one machine, all on loopback: a PostgreSQL, an S3 store
+(Swift) with one bucket, and M `agentbox serve` replicas that share both (AGENTBOX_DATABASE_URL,
+AGENTBOX_BLOB_URL), each with a data dir of its own.
+
+    scripts/dev-cluster up [--replicas M] [--nodes N]   start it; print each replica's base URL
+    scripts/dev-cluster status                          each replica's base URL, one a line
+    scripts/dev-cluster down                            stop everything `up` started
+
+Every process runs in a session of its own, so it outlives `up`. What `down` needs is in the state
+directory (`.dev-cluster/` in the checkout, or $AGENTBOX_DEV_CLUSTER_DIR): cluster.json (each
+process's pid and start time, the temporary directories) and logs/, one log per process. Replicas
+get the caller's environment (AGENTBOX_API_KEYS, the model endpoint, any other AGENTBOX_* setting)
+with the cluster's database, bucket and data dirs in place of any the caller set; without
+AGENTBOX_API_KEYS they share a key generated once into the state directory (api_key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentbox.devtools import free_port, postgres, swift
+
+REPO = Path(sys.prefix).parent
+"""The checkout whose .venv runs this (scripts/dev-cluster runs .venv/bin/python)."""
+STATE_DIR_ENV = "AGENTBOX_DEV_CLUSTER_DIR"
+READY = re.compile(r"agentbox ready at (https?://\S+)/v1")
+DATABASE = BUCKET = "agentbox"
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+POSTGRES, SWIFT, REPLICA = 0, 1, 2
+"""Tiers: started in this order, stopped in the reverse one."""
+
+
+class ClusterError(Exception):
+    """What went wrong, as one sentence for the user (and a log's tail when a process failed)."""
+
+
+@dataclass
+class Process:
+    name: str
+    pid: int
+    started: int
+    """/proc/PID/stat's start time: a pid the kernel has since given to another process differs."""
+    tier: int
+    stop_signal: int
+    url: str = ""
+    """A replica's base URL."""
+
+    def alive(self) -> bool:
+        stat = _stat(self.pid)
+        return stat is not None and stat[1] == self.started and stat[0] not in "ZX"
+
+
+@dataclass
+class Cluster:
+    temp_dirs: list[str] = field(default_factory=list)
+    processes: list[Process] = field(default_factory=list)
+    database_url: str = ""
+    blob_url: str = ""
+
+    @property
+    def replicas(self) -> list[Process]:
+        return [p for p in self.processes if p.tier == REPLICA]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and start time; None when there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    return fields[0], int(fields[19])
+
+
+class StateDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.file = root / "cluster.json"
+        self.logs = root / "logs"
+        self.api_key = root / "api_key"
+
+    def load(self) -> Cluster | None:
+        try:
+            data: dict[str, Any] = json.loads(self.file.read_text())
+        except FileNotFoundError:
+            return None
+        processes = [Process(**p) for p in data.pop("processes")]
+        return Cluster(processes=processes, **data)
+
+    def save(self, cluster: Cluster) -> None:
+        partial = self.file.with_suffix(".partial")
+        partial.write_text(json.dumps(asdict(cluster), indent=2) + "\n")
+        partial.replace(self.file)
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        try:
+            text = self.log(name).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "".join(text.splitlines(keepends=True)[-lines:])
+
+
+class Starter:
+    """Starts the cluster's processes, recording each in the state file as soon as it runs, so
+    that `down` finds whatever `up` left behind, even a half-started cluster."""
+
+    def __init__(self, state: StateDir, cluster: Cluster) -> None:
+        self.state = state
+        self.cluster = cluster
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def temp_dir(self, path: Path) -> Path:
+        self.cluster.temp_dirs.append(str(path))
+        self.state.save(self.cluster)
+        return path
+
+    def spawn(self, name: str, argv: Sequence[str], tier: int, stop_signal: int, **popen: Any) -> None:
+        with self.state.log(name).open("wb") as log:
+            child = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **popen,
+            )
+        stat = _stat(child.pid)
+        assert stat is not None, "a child not yet waited for has a /proc entry"
+        self.children[name] = child
+        self.cluster.processes.append(Process(name, child.pid, stat[1], tier, stop_signal))
+        self.state.save(self.cluster)
+
+    def wait_for_lines(self, names: Sequence[str], ready: re.Pattern[str], timeout_s: float) -> list[str]:
+        """Each process's first match of `ready` in its log (group 1, else the whole match)."""
+        deadline = time.monotonic() + timeout_s
+        found: dict[str, str] = {}
+        while len(found) < len(names):
+            for name in names:
+                if name in found:
+                    continue
+                if match := ready.search(self.state.log(name).read_text(errors="replace")):
+                    found[name] = match.group(1) if match.re.groups else match.group(0)
+                elif (code := self.children[name].poll()) is not None:
+                    raise ClusterError(f"{name} exited with status {code}:\n{self.state.tail(name)}")
+                elif time.monotonic() > deadline:
+                    raise ClusterError(f"{name} did not start in {timeout_s:g} s:\n{self.state.tail(name)}")
+            time.sleep(0.05)
+        return [found[name] for name in names]
+
+
+def up(state: StateDir, replicas: int) -> Cluster:
+    if state.load() is not None:
+        raise ClusterError(f"a cluster is already up ({state.file}): `status` lists it, `down` stops it")
+    agentbox = REPO / ".venv" / "bin" / "agentbox"
+    if not agentbox.exists():
+        raise ClusterError(f"{agentbox} is missing: run `make test-setup`")
+    state.logs.mkdir(parents=True, exist_ok=True)
+    for old in state.logs.glob("*.log"):
+        old.unlink()
+    cluster = Cluster()
+    starter = Starter(state, cluster)
+    try:
+        _start_postgres(starter)
+        endpoint = _start_swift(starter)
+        blob_env = swift.blob_env(endpoint, BUCKET)
+        cluster.blob_url = blob_env["AGENTBOX_BLOB_URL"]
+        _start_replicas(
+            starter, agentbox, replicas, {"AGENTBOX_DATABASE_URL": cluster.database_url, **blob_env}
+        )
+    except BaseException:
+        stop(cluster)
+        state.file.unlink(missing_ok=True)
+        raise
+    return cluster
+
+
+def _start_postgres(starter: Starter) -> None:
+    try:
+        root = starter.temp_dir(postgres.new_root())
+        postgres.initdb(root)
+    except subprocess.CalledProcessError as error:
+        raise ClusterError(f"PostgreSQL's initdb failed:\n{error.stderr.decode(errors='replace')}") from error
+    except RuntimeError as error:
+        raise ClusterError(str(error)) from error
+    except KeyError as error:  # run as root, with no `postgres` user to run the server as
+        raise ClusterError("there is no `postgres` user: `make test-setup` installs postgresql") from error
+    port = free_port()
+    starter.spawn("postgres", postgres.server_argv(root, port), POSTGRES, signal.SIGINT, **postgres.owner())
+    starter.wait_for_lines(["postgres"], postgres.READY, START_TIMEOUT_S)
+    starter.cluster.database_url = postgres.create_database(port, DATABASE)
+    starter.state.save(starter.cluster)
+
+
+def _start_swift(starter: Starter) -> str:
+    """Swift's servers, and the bucket; the S3 endpoint."""
+    root = starter.temp_dir(Path(tempfile.mkdtemp(prefix="agentbox-swift-")))
+    try:
+        node = swift.configure(root, REPO / ".clients" / "swift" / "bin")
+    except subprocess.CalledProcessError as error:
+        raise ClusterError(f"Swift's rings:\n{error.stderr.decode(errors='replace')}") from error
+    except RuntimeError as error:
+        raise ClusterError(f"Swift: {error}") from error
+    for name, argv in node.commands.items():
+        starter.spawn(f"swift-{name}", argv, SWIFT, signal.SIGTERM, cwd=root)
+    try:
+        swift.wait_healthy(node.ports, time.monotonic() + START_TIMEOUT_S)
+    except RuntimeError as error:
+        raise ClusterError(f"{error}; see {starter.state.logs}/swift-*.log") from error
+    swift.s3_client(node.endpoint).create_bucket(Bucket=BUCKET)
+    return node.endpoint
+
+
+def _start_replicas(starter: Starter, agentbox: Path, count: int, shared: Mapping[str, str]) -> None:
+    """`count` replicas started at once (they take turns migrating), each with its own data dir."""
+    root = starter.temp_dir(Path(tempfile.mkdtemp(prefix="agentbox-replicas-")))
+    env = {name: value for name, value in os.environ.items() if name != STATE_DIR_ENV}
+    env.update(shared)
+    if not env.get("AGENTBOX_API_KEYS"):
+        env["AGENTBOX_API_KEYS"] = _generated_key(starter.state)
+    names = [f"replica-{n}" for n in range(1, count + 1)]
+    for name in names:
+        argv = [str(agentbox), "serve", "--host", "127.0.0.1", "--port", "0"]
+        # The checkout is their working directory, as for `make run`: its .runtime and .env.
+        starter.spawn(
+            name, argv, REPLICA, signal.SIGTERM, cwd=REPO, env={**env, "AGENTBOX_DATA_DIR": str(root / name)}
+        )
+    urls = starter.wait_for_lines(names, READY, START_TIMEOUT_S)
+    for process, url in zip(starter.cluster.replicas, urls, strict=True):
+        process.url = f"{url}/v1"
+    starter.state.save(starter.cluster)
+
+
+def _generated_key(state: StateDir) -> str:
+    if not state.api_key.exists():
+        state.api_key.touch(mode=0o600)
+        state.api_key.write_text(f"sk-dev-cluster-{secrets.token_urlsafe(24)}\n")
+    return state.api_key.read_text().strip()
+
+
+def stop(cluster: Cluster) -> list[str]:
+    """Stop every process, replicas first, then Swift, then PostgreSQL; remove the temporary
+    directories. Returns what could not be removed."""
+    for tier in (REPLICA, SWIFT, POSTGRES):
+        _stop_all([p for p in cluster.processes if p.tier == tier])
+    left = []
+    for directory in map(Path, cluster.temp_dirs):
+        _unmount_sessions_under(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        if directory.exists():
+            left.append(str(directory))
+    return left
+
+
+def _stop_all(processes: Sequence[Process]) -> None:
+    """Each process's stop signal at once; SIGKILL for those still there after STOP_TIMEOUT_S; then
+    SIGKILL for anything left in their process groups (start_new_session made each a leader)."""
+    running = [p for p in processes if p.alive()]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, process.stop_signal)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while any(p.alive() for p in running) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for process in running:
+        if process.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+    while any(p.alive() for p in running):
+        time.sleep(0.05)
+
+
+def _unmount_sessions_under(directory: Path) -> None:
+    """A replica killed before it cleaned up leaves its sessions' tmpfs (agentbox-…) mounted."""
+    prefix = f"{directory}/"
+    with open("/proc/self/mountinfo") as mounts:
+        points = [
+            f[4] for f in map(str.split, mounts) if f[-2].startswith("agentbox-") and f[4].startswith(prefix)
+        ]
+    for point in sorted(points, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
+
+
+def _say(text: str) -> None:
+    print(f"dev-cluster: {text}", file=sys.stderr, flush=True)
+
+
+def _status(state: StateDir) -> int:
+    cluster = state.load()
+    if cluster is None:
+        _say("no cluster is up")
+        return 1
+    for process in cluster.processes:
+        if not process.alive():
+            _say(f"{process.name} (pid {process.pid}) is not running: see {state.log(process.name)}")
+    live = [p.url for p in cluster.replicas if p.alive() and p.url]
+    for url in live:
+        print(url)
+    if not live:
+        _say("no replica of the cluster is running: `down` cleans up")
+        return 1
+    return 0
+
+
+def _up(state: StateDir, replicas: int) -> int:
+    started = time.monotonic()
+    cluster = up(state, replicas)
+    for process in cluster.replicas:
+        print(process.url, flush=True)
+    _say(f"{replicas} replica(s) ready in {time.monotonic() - started:.1f} s; logs in {state.logs}")
+    _say(f"database: {cluster.database_url}")
+    credentials = f"AWS_ACCESS_KEY_ID={swift.ACCESS_KEY} AWS_SECRET_ACCESS_KEY={swift.SECRET_KEY}"
+    _say(f"files: {cluster.blob_url} ({credentials})")
+    if not os.environ.get("AGENTBOX_API_KEYS"):
+        _say(f"API key (AGENTBOX_API_KEYS was not set): in {state.api_key}")
+    return 0
+
+
+def _down(state: StateDir) -> int:
+    cluster = state.load()
+    if cluster is None:
+        _say("no cluster is up")
+        return 0
+    left = stop(cluster)
+    state.file.unlink(missing_ok=True)
+    if left:
+        _say(f"could not remove {', '.join(left)}")
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/dev-cluster",
+        description="PostgreSQL, an S3 store (Swift) and several agentbox replicas on loopback.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="start PostgreSQL, Swift and the replicas")
+    start.add_argument("--replicas", type=int, default=2, metavar="M", help="agentbox serve replicas (2)")
+    start.add_argument("--nodes", type=int, default=0, metavar="N", help="Ray worker nodes: not built yet, 0")
+    commands.add_parser("status", help="each replica's base URL, one a line; exit 1 when none is up")
+    commands.add_parser("down", help="stop everything `up` started and remove its temporary directories")
+    args = parser.parse_args(argv)
+    state = StateDir(Path(os.environ.get(STATE_DIR_ENV) or REPO / ".dev-cluster").absolute())
+    try:
+        if args.command == "status":
+            return _status(state)
+        if args.command == "down":
+            return _down(state)
+        if args.nodes != 0:
+            _say("--nodes: the Ray fleet is stage 2 of issue 14 and not built yet, so only --nodes 0 runs")
+            return 2
+        if args.replicas < 1:
+            _say("--replicas: at least 1")
+            return 2
+        return _up(state, args.replicas)
+    except ClusterError as error:
+        _say(str(error))
+        return 1
+    except KeyboardInterrupt:
+        _say("interrupted" + ("; what had started is stopped again" if args.command == "up" else ""))
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
