@@ -14,14 +14,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from agentbox.ids import new_id, now
 from agentbox.store.database import Store
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R")
+
+class Owned(Protocol):
+    """A record some replica works on: a run, a response, a vector store file."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def owner(self) -> str | None: ...
+
+
+R = TypeVar("R", bound=Owned)
 Recovery = Callable[[], Awaitable[None]]
 
 
@@ -63,7 +74,7 @@ class Replica:
         """The records in these statuses that no live replica owns, now owned by this one."""
         taken = []
         for record in await self._store.unowned(cls, statuses, self.id, alone=self._alone):
-            if await self._store.take_over(cls, record.id, self.id, record.owner):  # type: ignore[attr-defined]
+            if await self._store.take_over(cls, record.id, self.id, record.owner):
                 taken.append(record)
         return taken
 
