@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import api, baselines, load, retrieval, sessions
+from bench import api, baselines, load, replicas, retrieval, sessions
 from bench.stats import Figure, ms
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             found, failures = load.measure(root, 1000, 200, ["previous", "current"])
         figures += found
+        # Scale-out: two replicas on one PostgreSQL against one, and one on SQLite (not in --quick:
+        # a PostgreSQL and four servers to start would add ~25 s to the smoke run).
+        if not args.quick:
+            found, failed = replicas.measure(root / "replicas", 200, 32, rounds=3)
+            figures += found
+            failures += failed
         # file_search: ranking quality and ingestion speed (--quick: full text only, no llama.cpp).
         figures += retrieval.measure(root / "retrieval", args.quick)
     result = {

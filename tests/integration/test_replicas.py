@@ -22,24 +22,8 @@ from tests.integration.test_function_tools import WEATHER, report
 from tests.live_server import LiveServer
 from tests.model_replies import function_call
 from tests.postgres_server import PostgresServer
+from tests.replicas import replica, start_all
 from tests.scripted_model import Code, Hold, ScriptedModel, Text
-
-
-def _replica(data_dir: Path, database_url: str, model: ScriptedModel) -> LiveServer:
-    # Each replica has its own data dir: sessions, uids and local files are per machine.
-    data_dir.parent.mkdir(parents=True)
-    return LiveServer(
-        data_dir,
-        API_KEY,
-        AGENTBOX_DATABASE_URL=database_url,
-        AGENTBOX_MODEL_BASE_URL=model.base_url,
-        AGENTBOX_MODEL_API_KEY="scripted",
-    )
-
-
-def _start_all(servers: list[LiveServer]) -> list[LiveServer]:
-    with ThreadPoolExecutor(len(servers)) as pool:
-        return list(pool.map(LiveServer.start, servers))
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +34,9 @@ def replicas(
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
     url = postgres_server.create_database("replicas")
     root = tmp_path_factory.mktemp("replicas")
-    servers = [_replica(root / name / "data", url, scripted_model_server) for name in ("a", "b")]
+    servers = [replica(root / name / "data", API_KEY, url, scripted_model_server) for name in ("a", "b")]
     try:
-        a, b = _start_all(servers)
+        a, b = start_all(servers)
         yield a, b
     finally:
         for server in servers:
@@ -154,9 +138,9 @@ def test_replicas_that_start_at_once_migrate_once(
     postgres_server: PostgresServer, tmp_path: Path, scripted_model_server: ScriptedModel
 ) -> None:
     url = postgres_server.create_database("three_at_once")
-    servers = [_replica(tmp_path / str(n) / "data", url, scripted_model_server) for n in range(3)]
+    servers = [replica(tmp_path / str(n) / "data", API_KEY, url, scripted_model_server) for n in range(3)]
     try:
-        _start_all(servers)
+        start_all(servers)
         for server in servers:
             with server.http() as http:
                 assert http.get("/assistants").json()["data"] == []
@@ -276,11 +260,13 @@ def short_leases(
     postgres_url: str, tmp_path: Path, scripted_model_server: ScriptedModel
 ) -> Iterator[list[LiveServer]]:
     """Two replicas whose leases last 3 s, for tests that kill or restart one."""
-    servers = [_replica(tmp_path / name / "data", postgres_url, scripted_model_server) for name in ("a", "b")]
-    for server in servers:
-        server._env["AGENTBOX_REPLICA_LEASE_S"] = str(LEASE_S)
+    lease = {"AGENTBOX_REPLICA_LEASE_S": str(LEASE_S)}
+    servers = [
+        replica(tmp_path / name / "data", API_KEY, postgres_url, scripted_model_server, **lease)
+        for name in ("a", "b")
+    ]
     try:
-        yield _start_all(servers)
+        yield start_all(servers)
     finally:
         for server in servers:
             server.stop()
