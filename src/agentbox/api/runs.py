@@ -139,7 +139,7 @@ async def create_thread_and_run(
 async def submit_tool_outputs(
     engine: EngineDep, response: Response, thread_id: str, run_id: str, body: SubmitToolOutputs
 ) -> wire.RunObject | StreamingResponse:
-    start = await engine.events.position(run_id)
+    start = await engine.events.position_after(run_id, sse.PAUSE)
     outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
     run = await engine.submit_tool_outputs(thread_id, run_id, outputs)
     return sse.run_stream(engine.events, run.id, start) if body.stream else _answer(run, response)

@@ -77,6 +77,16 @@ class EventJournal:
     async def count(self, run_id: str) -> int:
         return await self._store.event_count(run_id)
 
+    async def count_through(self, run_id: str, name: str, wait_s: float = 2.0) -> int:
+        """How many events the run has up to its last `name` event, once that is written (the
+        replica running the run may not have written it yet); after wait_s, all it has."""
+        deadline = time.monotonic() + wait_s
+        while (found := await self._store.events_through(run_id, name)) == 0:
+            if time.monotonic() > deadline:
+                return await self.count(run_id)
+            await asyncio.sleep(POLL_S / 2)
+        return found
+
     async def follow(self, run_id: str, start: int = 0) -> AsyncIterator[tuple[str, Any]]:
         """The run's events from position `start`, up to and including `done`."""
         last_seq, to_skip, heard = 0, start, time.monotonic()

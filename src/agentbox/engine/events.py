@@ -88,6 +88,14 @@ class RunEvents:
                 if name == DONE:
                     return
 
+    async def position_after(self, run_id: str, name: str) -> int:
+        """Where a follower of what comes after the run's last `name` event starts: the end of the
+        log here; in the journal, just past that event, which the run's replica may not have
+        written yet when a client acts on it (a pause, answered with submit_tool_outputs)."""
+        if run_id in self._logs or self.journal is None:
+            return await self.position(run_id)
+        return await self.journal.count_through(run_id, name)
+
     async def position(self, run_id: str) -> int:
         """How many events the run has published so far (where a new follower should start)."""
         log = self._logs.get(run_id)

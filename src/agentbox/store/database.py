@@ -375,6 +375,14 @@ class Store:
         query = select(func.count()).select_from(table).where(table.c.run_id == run_id)
         return int(await self._run(lambda c: c.execute(query).scalar() or 0))
 
+    async def events_through(self, run_id: str, name: str) -> int:
+        """How many of the run's events there are up to its last one called `name` (0: none yet)."""
+        table = tables.run_events
+        mine = table.c.run_id == run_id
+        last = select(func.max(table.c.seq)).where(mine, table.c.name == name).scalar_subquery()
+        query = select(func.count()).select_from(table).where(mine, table.c.seq <= last)
+        return int(await self._run(lambda c: c.execute(query).scalar() or 0))
+
     async def drop_events(self, last_name: str, before: int) -> None:
         """Every event of the runs whose `last_name` event is older than `before`."""
         table = tables.run_events
