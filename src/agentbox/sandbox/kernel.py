@@ -106,6 +106,7 @@ class Kernel:
         self._stop_requested = False
         self._gone_reason: str | None = None
         self._escalation: asyncio.Task[None] | None = None
+        self._killing: asyncio.Future[bool] | None = None
         self._images: list[bytes] = []
         self._output: list[tuple[str, str]] = []
         self._output_room = self._output_chars  # characters the running cell may still add
@@ -258,7 +259,17 @@ class Kernel:
             return False
 
     async def kill(self) -> bool:
-        """Kill every process of the session and reap ours; True when an OOM kill had happened."""
+        """Kill every process of the session and reap ours; True when an OOM kill had happened.
+
+        One kill, however many ask: a caller returns only once it is over. An interrupt's
+        escalation may still be killing when the next cell restarts the session, and that kill,
+        running on beside the new kernel's start, killed the new sandbox in the session's cgroup.
+        """
+        if self._killing is None:
+            self._killing = asyncio.ensure_future(self._kill_once())
+        return await asyncio.shield(self._killing)
+
+    async def _kill_once(self) -> bool:
         oom = await self._kill_tree(self._spare)
         # The outer bwrap now reaps the namespace's pid 1 and exits; only if it does not, shoot it.
         with contextlib.suppress(TimeoutError):
