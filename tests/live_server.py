@@ -16,11 +16,11 @@ import httpx
 import openai
 import sqlalchemy
 
+from agentbox.devtools import READY
 from tests.sandbox_fixtures import IN_EMULATED_VM
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTBOX = Path(sys.executable).parent / "agentbox"
-READY = re.compile(r"agentbox ready at (https?://\S+)/v1")
 START_TIMEOUT_S = 600.0 if IN_EMULATED_VM else 90.0
 """Start-up imports the server and preloads the forkserver's libraries: about 3 s here, and more than
 90 s in the emulated cgroup v2 VM on a slow machine (CI saw it print ready just after 90 s)."""

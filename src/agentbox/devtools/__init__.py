@@ -5,7 +5,11 @@ tests/swift_server.py) and `scripts/dev-cluster` keeps them running with several
 
 from __future__ import annotations
 
+import re
 import socket
+
+READY = re.compile(r"agentbox ready at (https?://\S+)/v1")
+"""The line `agentbox serve` prints once it serves (cli.py): its base URL."""
 
 
 def free_port() -> int:

@@ -33,12 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentbox.devtools import free_port, postgres, swift
+from agentbox.devtools import READY, free_port, postgres, swift
 
 REPO = Path(sys.prefix).parent
 """The checkout whose .venv runs this (scripts/dev-cluster runs .venv/bin/python)."""
 STATE_DIR_ENV = "AGENTBOX_DEV_CLUSTER_DIR"
-READY = re.compile(r"agentbox ready at (https?://\S+)/v1")
 DATABASE = BUCKET = "agentbox"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0

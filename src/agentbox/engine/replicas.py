@@ -55,7 +55,10 @@ class Replica:
         await self._renew()
 
     def watch(self, recoveries: Sequence[Recovery]) -> None:
-        """From now on, run these (each takes over what dead replicas left) at every renewal."""
+        """From now on, run these (each takes over what dead replicas left) at every renewal.
+        Alone (SQLite), start-up took over all there was, and no peer can die later: no watch."""
+        if self._alone:
+            return
         self._recoveries = list(recoveries)
         if self._watch is None:
             self._watch = asyncio.create_task(self._keep(), name="agentbox-replica-lease")

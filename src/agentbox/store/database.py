@@ -359,14 +359,13 @@ class Store:
         values = [{"run_id": r, "created_at": stamp, "name": n, "payload": p} for r, n, p in rows]
         await self._run(lambda c: c.execute(insert(tables.run_events), values))
 
-    async def events_of(self, run_id: str, after_seq: int = 0, skip: int = 0) -> list[tuple[int, str, Any]]:
-        """(seq, name, payload) of the run's events past `after_seq`, the first `skip` of them left out."""
+    async def events_of(self, run_id: str, after_seq: int = 0) -> list[tuple[int, str, Any]]:
+        """(seq, name, payload) of the run's events past `after_seq`, in order."""
         table = tables.run_events
         query = (
             select(table.c.seq, table.c.name, table.c.payload)
             .where(table.c.run_id == run_id, table.c.seq > after_seq)
             .order_by(table.c.seq)
-            .offset(skip)
         )
         return await self._run(lambda c: [(r.seq, r.name, r.payload) for r in c.execute(query)])
 

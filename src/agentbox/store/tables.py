@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, text
 
+from agentbox.store.records import RunStatus
+
 # Times in seconds and sizes in bytes outgrow 32 bits (2038, files past 2 GiB): BIGINT on
 # PostgreSQL (migration 0005). SQLite's INTEGER is 64-bit already, and only `INTEGER PRIMARY KEY`
 # is its rowid alias, so SQLite keeps INTEGER.
 Wide = BigInteger().with_variant(Integer(), "sqlite")
 
-ACTIVE_RUN = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
+ACTIVE_RUN = "status IN ({})".format(", ".join(f"'{s.value}'" for s in RunStatus if s.is_active))
 """RunStatus.is_active in SQL: the rows the one-active-run index covers."""
 
 metadata = MetaData()
