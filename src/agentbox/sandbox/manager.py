@@ -34,7 +34,7 @@ from pathlib import Path
 
 from agentbox import metrics
 from agentbox.errors import InvalidRequest, NotFound, SandboxError, SandboxUnavailable
-from agentbox.sandbox import cgroups, datadir, isolation
+from agentbox.sandbox import cgroups, checkpoint, datadir, isolation
 from agentbox.sandbox.backend import Backend, LaunchSpec
 from agentbox.sandbox.bubblewrap import Bubblewrap
 from agentbox.sandbox.config import SandboxConfig
@@ -732,6 +732,37 @@ class SessionManager:
         if session is None:
             raise NotFound(f"no sandbox session for {key!r}")
         return await asyncio.to_thread(datadir.copy_out, session.data_dir, name, target, max_bytes)
+
+    async def archive(self, key: str, target: Path, max_bytes: int) -> int:
+        """Tar the key's live session's /mnt/data (regular files and directories, no link followed)
+        into the new host file `target`; its size. Taken under the session's lock, so no cell of the
+        key runs meanwhile. NotFound without a live session; ArchiveTooLarge past max_bytes."""
+        session = self._sessions.get(key)
+        if session is None:
+            raise NotFound(f"no sandbox session for {key!r}")
+        async with session.lock:
+            if session.closed or session.expired:
+                raise NotFound(f"no sandbox session for {key!r}")
+            return await asyncio.to_thread(checkpoint.pack, session.data_dir, target, max_bytes)
+
+    async def restore(self, key: str, archive: Path, reason: str) -> int:
+        """Unpack an archive() of another node into the key's session (made when absent), owned by
+        the session's uid; the key's next execute reports restarted with `reason` as why its
+        variables were lost. The number of files restored."""
+        while True:
+            session = await self._session(key)
+            async with session.lock:
+                if session.expired:
+                    continue  # expired while we waited for it: restore into the next one
+                if session.closed:
+                    raise SandboxError("the session was closed while its files were being restored")
+                session.lost_reason = reason  # set first: a half-done restore has lost state too
+                uid = session.uid if self._privileged else None
+                try:
+                    return await asyncio.to_thread(checkpoint.unpack, session.data_dir, archive, uid)
+                finally:
+                    session.last_used = time.monotonic()
+                    self._reaper_wake.set()
 
     async def remove_file(self, key: str, name: str) -> bool:
         """Delete /mnt/data/<name> of the key's live session (no symlink on the way is followed; a
