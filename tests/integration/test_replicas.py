@@ -147,7 +147,7 @@ def test_replicas_that_start_at_once_migrate_once(
     finally:
         for server in servers:
             server.stop()
-    assert postgres_server.query("three_at_once", "SELECT version_num FROM alembic_version") == [("0007",)]
+    assert postgres_server.query("three_at_once", "SELECT version_num FROM alembic_version") == [("0008",)]
 
 
 def test_tool_outputs_sent_to_the_other_replica_resume_the_run_and_stream_from_there(

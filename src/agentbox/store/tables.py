@@ -306,3 +306,20 @@ run_events = Table(
     Index("ix_run_events_run", "run_id", "seq"),
     Index("ix_run_events_done", "name", "created_at"),
 )
+
+# Which fleet node holds each key's sandbox session, with the key's own settings and its last
+# /mnt/data checkpoint (0008, store/fleet_sessions.py). node is "" while a key is configured but
+# not yet placed; replicas agree on a placement through the primary key, not a lock.
+fleet_sessions = Table(
+    "fleet_sessions",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("node", String(64), nullable=False),
+    Column("memory_mb", Wide),
+    Column("idle_s", Float),
+    Column("checkpoint_bytes", Wide),
+    Column("checkpoint_note", Text),
+    Column("cells", Wide, nullable=False),
+    Column("updated_at", Wide, nullable=False),
+    Index("ix_fleet_sessions_node", "node"),
+)
