@@ -42,6 +42,8 @@ from agentbox.engine.replicas import Replica
 from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
 from agentbox.engine.vector_stores import VectorStoreService
+from agentbox.errors import SandboxUnavailable
+from agentbox.fleet import Sandboxes
 from agentbox.llm.router import ModelRouter
 from agentbox.logs import AccessLog
 from agentbox.retrieval.embeddings import Embedder
@@ -66,6 +68,22 @@ def open_blobs(location: S3Location | None, data_dir: Path, max_file_bytes: int)
     return S3BlobStore(location, data_dir / "blob-cache", max_file_bytes)
 
 
+def open_sandboxes(settings: Settings, store: Store) -> Sandboxes:
+    """This machine's sessions, or the Ray fleet's (AGENTBOX_FLEET), which needs shared state and files."""
+    if not settings.fleet:
+        return SessionManager(settings.sandbox_config())
+    location = settings.blob_location()
+    if location is None or store.dialect == "sqlite":
+        raise SandboxUnavailable(
+            "AGENTBOX_FLEET needs AGENTBOX_DATABASE_URL (PostgreSQL) and AGENTBOX_BLOB_URL (an S3 bucket): "
+            "every replica finds a session's node in the database, and every node its files in the bucket."
+        )
+    from agentbox.fleet.ray_fleet import RayFleet  # Ray is imported only when it is used
+    from agentbox.store.fleet_sessions import FleetSessions
+
+    return RayFleet(settings.fleet, FleetSessions(store), location, settings.fleet_checkpoint_mb << 20)
+
+
 def build_app(
     settings: Settings, api_keys: frozenset[str], on_ready: Callable[[], None] | None = None
 ) -> FastAPI:
@@ -74,7 +92,7 @@ def build_app(
     blobs = open_blobs(settings.blob_location(), data_dir, settings.max_upload_mb << 20)
     blobs.check()
     model = ModelRouter(settings.model_catalog(), settings.model_timeout_s)
-    sandbox = SessionManager(settings.sandbox_config())
+    sandbox = open_sandboxes(settings, store)
     metrics.watch_sessions(sandbox.pool_statistics)
     container_service = ContainerService(
         store,

@@ -66,19 +66,19 @@ def serve(args: argparse.Namespace) -> int:
 
     from agentbox import logs
     from agentbox.app import build_app
-    from agentbox.errors import StoreUnavailable
+    from agentbox.errors import SandboxUnavailable, StoreUnavailable
     from agentbox.llm.catalog import ModelsFileError
     from agentbox.sandbox import SessionManager, isolation
 
     settings = Settings()
     logs.configure(settings.log_format)
     sandbox = SessionManager(settings.sandbox_config())
-    refusal = sandbox.refusal()
+    refusal = None if settings.fleet else sandbox.refusal()  # a fleet's nodes check their own hosts
     if refusal:
         print(f"agentbox: {refusal}", file=sys.stderr)
         print("agentbox: AGENTBOX_ALLOW_WEAK_SANDBOX=1 starts it anyway, weaker.", file=sys.stderr)
         return 1
-    for name, _, detail in isolation.missing(sandbox.isolation_report()):
+    for name, _, detail in [] if settings.fleet else isolation.missing(sandbox.isolation_report()):
         if settings.log_format == "json":  # every stderr line a JSON object
             logging.getLogger("agentbox").warning("%s not in force: %s", name, detail)
         else:
@@ -111,7 +111,7 @@ def serve(args: argparse.Namespace) -> int:
     except ModelsFileError as exc:  # a typo in the models file: say where, no traceback
         print(f"agentbox: {exc}", file=sys.stderr)
         return 2
-    except StoreUnavailable as exc:  # AGENTBOX_BLOB_URL's bucket does not answer
+    except (StoreUnavailable, SandboxUnavailable) as exc:  # the bucket does not answer; a fleet lacks one
         print(f"agentbox: {exc.message}", file=sys.stderr)
         return 2
     config = uvicorn.Config(

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentbox.fleet.address import parse_fleet_url
 from agentbox.llm.catalog import Catalog, load_catalog, shortcut_config
 from agentbox.sandbox.config import SandboxConfig, default_pool_size
 from agentbox.store.blob_url import S3Location, parse_blob_url
@@ -149,6 +150,24 @@ class Settings(BaseSettings):
     sandbox_runtime: Path = Field(
         Path(".runtime"), description="The sandbox's Python environment (built by make setup)."
     )
+    sandbox_uid_base: int = Field(
+        1_200_000,
+        ge=1001,
+        description="Sessions run as host uids from this one up (one per live session, the fork server one "
+        "below): give each sandbox node sharing a machine its own range.",
+    )
+    fleet: str = Field(
+        "",
+        description="Empty: sessions run on this machine. ray://HOST:PORT: they run on the Ray cluster whose "
+        "head's GCS listens there, on the nodes offering the agentbox_node resource (docs/scale-out.md); "
+        "needs AGENTBOX_DATABASE_URL and AGENTBOX_BLOB_URL.",
+    )
+    fleet_checkpoint_mb: int = Field(
+        512,
+        ge=0,
+        description="A fleet node archives a session's /mnt/data to the object store after each cell, up to "
+        "this size; a larger one is not archived, and is lost with its node.",
+    )
     allow_weak_sandbox: bool = Field(
         False, description="Start even when the sandbox is weaker than configured."
     )
@@ -167,6 +186,13 @@ class Settings(BaseSettings):
     @classmethod
     def _blob_url_names_a_bucket(cls, url: str) -> str:
         parse_blob_url(url)  # BlobUrlError is a ValueError: reported as a bad setting
+        return url
+
+    @field_validator("fleet")
+    @classmethod
+    def _fleet_url_names_a_head(cls, url: str) -> str:
+        if url:
+            parse_fleet_url(url)  # a ValueError: reported as a bad setting
         return url
 
     def blob_location(self) -> S3Location | None:
@@ -191,6 +217,7 @@ class Settings(BaseSettings):
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(
             sessions_dir=self.data_dir.resolve() / "sessions",
+            uid_base=self.sandbox_uid_base,
             runtime_dir=self.sandbox_runtime.resolve(),
             exec_timeout_s=self.exec_timeout_s,
             interrupt_grace_s=self.interrupt_grace_s,

@@ -13,7 +13,7 @@ from agentbox.engine.execs import ExecService
 from agentbox.engine.responses.service import ResponsesService
 from agentbox.engine.runs import RunEngine
 from agentbox.errors import Unauthorized
-from agentbox.sandbox import SessionManager
+from agentbox.fleet import Sandboxes
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
 
@@ -33,8 +33,8 @@ def get_engine(request: Request) -> RunEngine:
     return engine
 
 
-def get_sandbox(request: Request) -> SessionManager:
-    sandbox: SessionManager = request.app.state.sandbox
+def get_sandbox(request: Request) -> Sandboxes:
+    sandbox: Sandboxes = request.app.state.sandbox
     return sandbox
 
 
@@ -87,7 +87,7 @@ def require_key(
 StoreDep = Annotated[Store, Depends(get_store)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 EngineDep = Annotated[RunEngine, Depends(get_engine)]
-SandboxDep = Annotated[SessionManager, Depends(get_sandbox)]
+SandboxDep = Annotated[Sandboxes, Depends(get_sandbox)]
 ContainersDep = Annotated[ContainerService, Depends(get_containers)]
 ExecsDep = Annotated[ExecService, Depends(get_execs)]
 ConversationsDep = Annotated[ConversationService, Depends(get_conversations)]

@@ -27,8 +27,9 @@ from typing import BinaryIO
 
 from agentbox.engine import outputs
 from agentbox.errors import InvalidRequest, NotFound, StorageFull
+from agentbox.fleet import Sandboxes
 from agentbox.ids import new_id, now
-from agentbox.sandbox import InputFile, SessionManager, safe_name
+from agentbox.sandbox import InputFile, safe_name
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Order, Store
 from agentbox.store.records import ContainerFileRecord, ContainerRecord, FileRecord, Page
@@ -65,7 +66,7 @@ class ContainerService:
         self,
         store: Store,
         blobs: BlobStore,
-        sandbox: SessionManager,
+        sandbox: Sandboxes,
         *,
         idle_minutes: int = 20,
         memory_max_mb: int | None = None,
@@ -216,7 +217,12 @@ class ContainerService:
         # place_file takes one path component: a file the code wrote in a subdirectory stays a
         # container file but is not placed again in a fresh session.
         return [
-            InputFile(name=data_name(f.path), source=await self._blobs.local_path(f.blob), file_id=f.id)
+            InputFile(
+                name=data_name(f.path),
+                source=await self._blobs.local_path(f.blob),
+                file_id=f.id,
+                blob=f.blob,
+            )
             for f in files
             if "/" not in data_name(f.path)
         ]

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from agentbox.engine.containers import ContainerService, data_name
 from agentbox.errors import InvalidRequest
+from agentbox.fleet import Sandboxes
 from agentbox.ids import new_id
-from agentbox.sandbox import CellError, SessionManager
+from agentbox.sandbox import CellError
 from agentbox.store.records import ContainerFileRecord
 
 MAX_TIMEOUT_S = 3600.0
@@ -44,7 +45,7 @@ class ExecResult:
 
 
 class ExecService:
-    def __init__(self, containers: ContainerService, sandbox: SessionManager) -> None:
+    def __init__(self, containers: ContainerService, sandbox: Sandboxes) -> None:
         self._containers = containers
         self._sandbox = sandbox
 

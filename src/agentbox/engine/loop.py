@@ -25,8 +25,8 @@ from agentbox.engine.surface import (
     Task,
 )
 from agentbox.errors import ContextTooLong, ModelError
+from agentbox.fleet import Sandboxes
 from agentbox.llm.base import ChatModel, ChatRequest, Completion, TextDelta, ToolCall, ToolCallDelta
-from agentbox.sandbox import SessionManager
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class AgentLoop:
     def __init__(
         self,
         model: ChatModel,
-        sandbox: SessionManager,
+        sandbox: Sandboxes,
         limits: LoopLimits,
         searcher: Searcher | None = None,
     ) -> None:
@@ -66,7 +66,7 @@ class AgentLoop:
         self._searcher = searcher
 
     @property
-    def sandbox(self) -> SessionManager:
+    def sandbox(self) -> Sandboxes:
         return self._sandbox
 
     async def converse(self, task: Task, surface: Surface, usage: Usage) -> Outcome:

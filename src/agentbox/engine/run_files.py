@@ -76,7 +76,7 @@ async def input_files(store: Store, blobs: BlobStore, file_ids: list[str]) -> li
             source = await blobs.local_path(record.path)
         except StoreUnavailable as exc:
             raise RunFailed(exc.message, code="server_error") from exc
-        placed.append(InputFile(name=name, source=source, file_id=record.id))
+        placed.append(InputFile(name=name, source=source, file_id=record.id, blob=record.path))
     return placed
 
 

@@ -59,3 +59,5 @@ class InputFile:
     source: Path
     """Host path of the stored bytes; only read."""
     file_id: str
+    blob: str = ""
+    """The bytes' name in the blob store: a fleet node on another machine fetches them by it."""

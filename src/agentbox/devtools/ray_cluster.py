@@ -1,0 +1,159 @@
+"""A throwaway Ray cluster on loopback: a head that runs no sandbox, and sandbox nodes beside it.
+
+Every node is one `ray start --block` in a process group of its own: stopping a node is one signal
+to its group (SIGTERM: Ray stops its processes; SIGKILL: the node dies as a machine would), and
+nothing is left to a global `ray stop`, which would stop every Ray cluster on the machine.
+Nodes use the node IP 127.0.0.2: Ray replaces 127.0.0.1 by the machine's outward address, and
+127.0.0.2 is loopback too. Token authentication is on, with a random token; no dashboard.
+A sandbox node's environment configures its sessions (fleet/node.py): the caller passes its data
+dir, uid range and object store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NODE_IP = "127.0.0.2"
+NODE_RESOURCE = "agentbox_node"
+WORKER_PORTS = range(10002, 20000)
+"""Ray's default ports for worker processes; no port of ours may fall in it."""
+START_TIMEOUT_S = 120.0
+HEALTH_CHECKS = '{"health_check_period_ms": 1000, "health_check_failure_threshold": 3}'
+"""A node that stops answering is declared dead after about 3 s, not Ray's 15 (docs/scale-out.md)."""
+
+
+def ray_binary() -> str:
+    """The `ray` beside this Python (the project's virtual environment)."""
+    return str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    """A free loopback port outside Ray's worker port range."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in WORKER_PORTS:
+            return port
+
+
+def node_label(index: int) -> str:
+    """The resource that tells sandbox node `index` apart (tests find a node's Ray id by it)."""
+    return f"agentbox_devnode_{index}"
+
+
+@dataclass
+class RayCluster:
+    root: Path
+    """Ray's temp dir (sessions, logs, sockets) for every node of this cluster."""
+    token: str = field(default_factory=lambda: secrets.token_hex(32))
+    port: int = field(default_factory=free_port)
+    nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    """Name ("head", "node-0", …) → its `ray start --block`."""
+
+    @property
+    def address(self) -> str:
+        return f"{NODE_IP}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """AGENTBOX_FLEET for the replicas."""
+        return f"ray://{self.address}"
+
+    def auth_env(self) -> dict[str, str]:
+        """What a process that talks to the cluster needs in its environment."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+
+    def start_head(self) -> None:
+        self._start(
+            "head",
+            [
+                "--head",
+                "--port",
+                str(self.port),
+                "--num-cpus",
+                "0",
+                "--include-dashboard=false",
+                "--ray-client-server-port",
+                str(free_port()),
+                "--system-config",
+                HEALTH_CHECKS,
+            ],
+            {},
+        )
+
+    def add_node(self, index: int, env: Mapping[str, str], cpus: int = 2) -> str:
+        """Start sandbox node `index` with `env` added to its environment; its name."""
+        name = f"node-{index}"
+        resources = f'{{"{NODE_RESOURCE}": 1, "{node_label(index)}": 1}}'
+        self._start(
+            name,
+            ["--address", self.address, "--num-cpus", str(cpus), "--resources", resources],
+            env,
+        )
+        return name
+
+    def _start(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        common = ["--node-ip-address", NODE_IP, "--disable-usage-stats", "--temp-dir", str(self.root)]
+        # The agent's HTTP port is fixed (52365) by default: two nodes on one machine would collide.
+        common += ["--dashboard-agent-listen-port", str(free_port()), "--block"]
+        with (self.root / f"{name}.log").open("ab") as log:
+            self.nodes[name] = subprocess.Popen(
+                [ray_binary(), "start", *args, *common],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env, **self.auth_env(), "RAY_USAGE_STATS_ENABLED": "0"},
+                start_new_session=True,
+            )
+        self._wait_started(name)
+
+    def _wait_started(self, name: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        log = self.root / f"{name}.log"
+        while time.monotonic() < deadline:
+            if self.nodes[name].poll() is not None:
+                raise RuntimeError(f"ray node {name} exited: {log.read_text(errors='replace')[-2000:]}")
+            if "Ray runtime started" in log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"ray node {name} did not start in {START_TIMEOUT_S:g} s")
+
+    def kill(self, name: str) -> None:
+        """The node dies at once, with every process it started, as when its machine goes away."""
+        self._signal(name, signal.SIGKILL)
+        self.nodes.pop(name).wait()
+
+    def stop(self, name: str, timeout_s: float = 30.0) -> None:
+        process = self.nodes.pop(name)
+        self._signal_process(process, signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self._signal_process(process, signal.SIGKILL)
+            process.wait()
+        self._signal_process(process, signal.SIGKILL)  # what it left in its group
+
+    def stop_all(self) -> None:
+        for name in [n for n in self.nodes if n != "head"]:
+            self.stop(name)
+        if "head" in self.nodes:
+            self.stop("head")
+
+    def _signal(self, name: str, signum: int) -> None:
+        self._signal_process(self.nodes[name], signum)
+
+    @staticmethod
+    def _signal_process(process: subprocess.Popen[bytes], signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)

@@ -1,0 +1,217 @@
+"""The sandbox fleet on Ray (AGENTBOX_FLEET): two replicas that run no sandbox, two sandbox nodes of
+a real Ray cluster on loopback (token auth), PostgreSQL and Swift for state and files.
+
+A container's cells run on one node whichever replica is asked; a node killed mid-cell ends that
+cell in words, leaves no process of its sessions behind, and the container's next cell runs on the
+other node with /mnt/data back and the variables reported lost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from agentbox.devtools import postgres
+from agentbox.devtools.ray_cluster import RayCluster
+from tests.live_server import LiveServer
+from tests.postgres_server import PostgresServer
+from tests.replicas import start_all
+from tests.sandbox_fixtures import requires_sandbox
+from tests.swift_server import SwiftServer
+
+pytestmark = requires_sandbox
+
+API_KEY = "fleet-key"
+NODES = 2
+UID_BASE = 1_400_000
+UID_SPAN = 10_000
+"""Node i's sessions run as uids UID_BASE + i*UID_SPAN and up: a process's uid tells its node."""
+RUNTIME = Path(__file__).resolve().parents[2] / ".runtime"
+
+
+class Fleet:
+    def __init__(self, cluster: RayCluster, replicas: list[LiveServer], database: str) -> None:
+        self.cluster = cluster
+        self.replicas = replicas
+        self.database = database
+
+    def api(self, index: int) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.replicas[index].base_url,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=180,
+        )
+
+    def node_of(self, key: str) -> str:
+        with psycopg.connect(self.database) as connection:
+            row = connection.execute("SELECT node FROM fleet_sessions WHERE key = %s", (key,)).fetchone()
+        assert row is not None, f"no fleet session for {key}"
+        return str(row[0])
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    postgres_server: PostgresServer, swift: SwiftServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    root = tmp_path_factory.mktemp("fleet")
+    url = postgres_server.create_database("fleet")
+    blobs = swift.blob_env(swift.new_bucket())
+    cluster = RayCluster(root / "ray")
+    replicas: list[LiveServer] = []
+    try:
+        cluster.start_head()
+        for index in range(NODES):
+            cluster.add_node(
+                index,
+                {
+                    **blobs,
+                    "AGENTBOX_DATA_DIR": str(root / f"node-{index}"),
+                    "AGENTBOX_SANDBOX_UID_BASE": str(UID_BASE + index * UID_SPAN),
+                    "AGENTBOX_SANDBOX_RUNTIME": str(RUNTIME),
+                    "AGENTBOX_POOL_SIZE": "0",
+                    "AGENTBOX_INTERRUPT_GRACE_S": "2",
+                },
+            )
+        for name in ("a", "b"):
+            (root / name).mkdir()
+        replicas = [
+            LiveServer(
+                root / name / "data",
+                API_KEY,
+                AGENTBOX_DATABASE_URL=url,
+                AGENTBOX_FLEET=cluster.url,
+                **blobs,
+                **cluster.auth_env(),
+            )
+            for name in ("a", "b")
+        ]
+        start_all(replicas)
+        yield Fleet(cluster, replicas, postgres.dsn(postgres_server.port, "fleet"))
+    finally:
+        for server in replicas:
+            server.stop()
+        cluster.stop_all()
+
+
+def _container(api: httpx.Client) -> str:
+    response = api.post("/containers", json={"name": "fleet"})
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+def _exec(api: httpx.Client, container: str, code: str) -> dict[str, Any]:
+    response = api.post(f"/containers/{container}/exec", json={"code": code})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _processes_by_uid() -> dict[int, list[int]]:
+    """Real uid → pids of the processes running as it (from status: a sandbox process is not
+    dumpable, so its /proc directory belongs to root)."""
+    found: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            uid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:"))
+            found.setdefault(uid, []).append(int(entry))
+    return found
+
+
+def _node_of_uid(uid: int) -> int | None:
+    """The node whose sessions (or fork server, one uid below them) run as `uid`."""
+    for index in range(NODES):
+        low = UID_BASE + index * UID_SPAN - 1
+        if low <= uid < low + UID_SPAN:
+            return index
+    return None
+
+
+def _session_uids() -> set[int]:
+    # every uid of a node but the one below its sessions, its fork server's
+    return {uid for uid in _processes_by_uid() if _node_of_uid(uid) is not None and (uid + 1) % UID_SPAN}
+
+
+def _node_processes(index: int) -> list[int]:
+    return [pid for uid, pids in _processes_by_uid().items() if _node_of_uid(uid) == index for pid in pids]
+
+
+def test_a_containers_cells_run_on_one_node_whichever_replica_is_asked(fleet: Fleet) -> None:
+    with fleet.api(0) as a, fleet.api(1) as b:
+        container = _container(a)
+        first = _exec(a, container, "x = 41\nopen('/mnt/data/note.txt', 'w').write('kept')")
+        assert first["status"] == "ok", first
+        second = _exec(b, container, "print(x + 1, open('/mnt/data/note.txt').read())")
+        assert second["status"] == "ok", second
+        assert second["stdout"] == "42 kept\n"
+        assert second["restarted"] is False
+        listed = b.get(f"/containers/{container}/files")
+        assert "/mnt/data/note.txt" in [f["path"] for f in listed.json()["data"]]
+        assert fleet.node_of(container)
+        chart = _exec(
+            b,
+            container,
+            "import matplotlib; matplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+            "plt.plot([1, 2, 3]); plt.savefig('/mnt/data/chart.png')",
+        )
+        assert chart["status"] == "ok", chart
+        [image] = chart["images"]
+        content = a.get(f"/containers/{container}/files/{image['id']}/content")
+        assert content.status_code == 200, content.text
+        assert content.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_node_killed_mid_cell_leaves_nothing_and_the_next_cell_runs_elsewhere_with_its_files(
+    fleet: Fleet,
+) -> None:
+    with fleet.api(0) as a, fleet.api(1) as b:
+        container = _container(a)
+        sessions_before = _session_uids()
+        setup = _exec(a, container, "x = 7\nopen('/mnt/data/data.csv', 'w').write('q,v\\n1,10\\n')")
+        assert setup["status"] == "ok", setup
+        node = fleet.node_of(container)
+        [uid] = _session_uids() - sessions_before  # the container's new session, on one node
+        index = _node_of_uid(uid)
+        assert index is not None
+
+        result: dict[str, Any] = {}
+        cell = threading.Thread(
+            target=lambda: result.update(
+                _exec(a, container, "import time\nprint('working', flush=True)\ntime.sleep(60)")
+            )
+        )
+        cell.start()
+        time.sleep(3)  # the cell is sleeping on its node
+        killed_at = time.monotonic()
+        fleet.cluster.kill(f"node-{index}")
+        cell.join(120)
+        assert not cell.is_alive()
+        assert result["status"] == "killed", result
+        assert "sandbox node running this session stopped" in result["error"]["value"]
+        noticed_s = time.monotonic() - killed_at
+
+        deadline = time.monotonic() + 30
+        while _node_processes(index) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _node_processes(index) == [], "processes of the dead node's sessions are still alive"
+
+        after = _exec(b, container, "print(open('/mnt/data/data.csv').read()); print('x' in dir())")
+        assert after["status"] == "ok", after["error"]
+        assert after["stdout"] == "q,v\n1,10\n\nFalse\n"
+        assert after["restarted"] is True
+        assert "sandbox node holding this session stopped" in after["state_lost_reason"]
+        assert "restored" in after["state_lost_reason"]
+        assert fleet.node_of(container) != node
+        assert {_node_of_uid(uid) for uid in _session_uids()} == {1 - index}
+        print(f"the replica noticed the dead node after {noticed_s:.1f} s")
