@@ -8,6 +8,8 @@ other node with /mnt/data back and the variables reported lost.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -19,8 +21,11 @@ import httpx
 import psycopg
 import pytest
 
+from agentbox.config import Settings
 from agentbox.devtools import postgres
 from agentbox.devtools.ray_cluster import RayCluster
+from agentbox.sandbox import SessionManager
+from agentbox.sandbox.manager import cgroup_group
 from tests.live_server import LiveServer
 from tests.postgres_server import PostgresServer
 from tests.replicas import start_all
@@ -38,7 +43,8 @@ RUNTIME = Path(__file__).resolve().parents[2] / ".runtime"
 
 
 class Fleet:
-    def __init__(self, cluster: RayCluster, replicas: list[LiveServer], database: str) -> None:
+    def __init__(self, root: Path, cluster: RayCluster, replicas: list[LiveServer], database: str) -> None:
+        self.root = root
         self.cluster = cluster
         self.replicas = replicas
         self.database = database
@@ -94,11 +100,42 @@ def fleet(
             for name in ("a", "b")
         ]
         start_all(replicas)
-        yield Fleet(cluster, replicas, postgres.dsn(postgres_server.port, "fleet"))
+        yield Fleet(root, cluster, replicas, postgres.dsn(postgres_server.port, "fleet"))
     finally:
         for server in replicas:
             server.stop()
         cluster.stop_all()
+        for index in range(NODES):
+            asyncio.run(_sweep(_node_settings(root, index)))
+
+
+def _node_settings(root: Path, index: int) -> Settings:
+    return Settings(
+        data_dir=root / f"node-{index}",
+        sandbox_uid_base=UID_BASE + index * UID_SPAN,
+        sandbox_runtime=RUNTIME,
+        pool_size=0,
+    )
+
+
+async def _sweep(settings: Settings) -> None:
+    """What a node that comes back on its data dir does first: remove the sessions its death left
+    (their cgroups, /mnt/data filesystems); stopping a Ray node stops the actor without a goodbye."""
+    manager = SessionManager(settings.sandbox_config())
+    await manager.start()
+    await manager.aclose()
+
+
+def _cgroup_processes(sessions_dir: Path) -> list[str]:
+    """Pids in any cgroup of the node's sessions (cgroup v1 controllers or the v2 tree)."""
+    group = cgroup_group(sessions_dir)
+    root = Path("/sys/fs/cgroup")
+    found = []
+    for pattern in (f"*/{group}/**/cgroup.procs", f"{group}/**/cgroup.procs"):
+        for procs in root.glob(pattern):
+            with contextlib.suppress(OSError):
+                found += procs.read_text().split()
+    return found
 
 
 def _container(api: httpx.Client) -> str:
@@ -205,6 +242,8 @@ def test_a_node_killed_mid_cell_leaves_nothing_and_the_next_cell_runs_elsewhere_
         while _node_processes(index) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _node_processes(index) == [], "processes of the dead node's sessions are still alive"
+        sessions_dir = _node_settings(fleet.root, index).sandbox_config().sessions_dir
+        assert _cgroup_processes(sessions_dir) == [], "a cgroup of the dead node's sessions holds a process"
 
         after = _exec(b, container, "print(open('/mnt/data/data.csv').read()); print('x' in dir())")
         assert after["status"] == "ok", after["error"]
