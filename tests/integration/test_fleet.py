@@ -30,6 +30,7 @@ from tests.live_server import LiveServer
 from tests.postgres_server import PostgresServer
 from tests.replicas import start_all
 from tests.sandbox_fixtures import requires_sandbox
+from tests.scripted_model import Code, ScriptedModel, Text
 from tests.swift_server import SwiftServer
 
 pytestmark = requires_sandbox
@@ -65,7 +66,10 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(
-    postgres_server: PostgresServer, swift: SwiftServer, tmp_path_factory: pytest.TempPathFactory
+    postgres_server: PostgresServer,
+    swift: SwiftServer,
+    scripted_model_server: ScriptedModel,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("fleet")
     url = postgres_server.create_database("fleet")
@@ -94,6 +98,8 @@ def fleet(
                 API_KEY,
                 AGENTBOX_DATABASE_URL=url,
                 AGENTBOX_FLEET=cluster.url,
+                AGENTBOX_MODEL_BASE_URL=scripted_model_server.base_url,
+                AGENTBOX_MODEL_API_KEY="scripted",
                 **blobs,
                 **cluster.auth_env(),
             )
@@ -207,6 +213,25 @@ def test_a_containers_cells_run_on_one_node_whichever_replica_is_asked(fleet: Fl
         content = a.get(f"/containers/{container}/files/{image['id']}/content")
         assert content.status_code == 200, content.text
         assert content.content.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_run_on_one_replica_executes_on_a_node_and_its_thread_goes_on_from_the_other(
+    fleet: Fleet, scripted_model: ScriptedModel
+) -> None:
+    a, b = (server.sdk() for server in fleet.replicas)
+    assistant = a.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+    thread = b.beta.threads.create(messages=[{"role": "user", "content": "what is 6 * 7?"}])
+    scripted_model.script(Code("answer = 6 * 7\nprint(answer)"), Text("It is 42."))
+    run = a.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "completed", run.last_error
+    scripted_model.script(Code("print(answer + 1)"), Text("Then 43."))
+    b.beta.threads.messages.create(thread.id, role="user", content="and plus one?")
+    again = b.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert again.status == "completed", again.last_error
+    steps = a.beta.threads.runs.steps.list(thread_id=thread.id, run_id=again.id, order="asc").data
+    call = steps[0].step_details.tool_calls[0]  # type: ignore[union-attr]
+    assert [o.logs for o in call.code_interpreter.outputs] == ["43\n"]  # type: ignore[union-attr]
+    assert fleet.node_of(thread.id)
 
 
 def test_a_node_killed_mid_cell_leaves_nothing_and_the_next_cell_runs_elsewhere_with_its_files(
