@@ -7,33 +7,13 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from agentbox.store.database import Store, ThreadBusy
 from agentbox.store.records import MessageRecord, RunRecord, RunStatus
-from tests.postgres_server import PostgresServer
 
 MIGRATE = "import sys; from agentbox.store.database import Store; Store(sys.argv[1]).migrate()"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database's URL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'agentbox.sqlite3'}"
-    postgres: PostgresServer = request.getfixturevalue("postgres_server")
-    return postgres.create_database(f"store_{uuid.uuid4().hex[:12]}")
-
-
-@pytest.fixture
-def store(database: str) -> Iterator[Store]:
-    store = Store(database)
-    store.migrate()
-    yield store
-    store.close()
 
 
 def _run(thread_id: str, status: RunStatus, created_at: int = 1) -> RunRecord:
