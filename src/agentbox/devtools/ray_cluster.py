@@ -32,6 +32,13 @@ HEALTH_CHECKS = '{"health_check_period_ms": 1000, "health_check_failure_threshol
 """A node that stops answering is declared dead after about 3 s, not Ray's 15 (docs/scale-out.md)."""
 
 
+QUIET = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # SIGTERM first drains a node for Ray Serve, up to 30 s, and a head never finishes draining.
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+}
+
+
 def ray_binary() -> str:
     """The `ray` beside this Python (the project's virtual environment)."""
     return str(Path(sys.executable).with_name("ray"))
@@ -113,7 +120,7 @@ class RayCluster:
                 [ray_binary(), "start", *args, *common],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **env, **self.auth_env(), "RAY_USAGE_STATS_ENABLED": "0"},
+                env={**os.environ, **env, **self.auth_env(), **QUIET},
                 start_new_session=True,
             )
         self._wait_started(name)
