@@ -1,6 +1,8 @@
 """`scripts/dev-cluster`: a cluster on one machine, all on loopback: a PostgreSQL, an S3 store
 (Swift) with one bucket, and M `agentbox serve` replicas that share both (AGENTBOX_DATABASE_URL,
-AGENTBOX_BLOB_URL), each with a data dir of its own.
+AGENTBOX_BLOB_URL), each with a data dir of its own. With --nodes N, a Ray cluster too (a head and
+N sandbox nodes, devtools/ray_cluster.py): the replicas run no sandbox but send every session to
+the nodes (AGENTBOX_FLEET and Ray's token in their environment).
 
     scripts/dev-cluster up [--replicas M] [--nodes N]   start it; print each replica's base URL
     scripts/dev-cluster status                          each replica's base URL, one a line
@@ -11,7 +13,8 @@ directory (`.dev-cluster/` in the checkout, or $AGENTBOX_DEV_CLUSTER_DIR): clust
 process's pid and start time, the temporary directories) and logs/, one log per process. Replicas
 get the caller's environment (AGENTBOX_API_KEYS, the model endpoint, any other AGENTBOX_* setting)
 with the cluster's database, bucket and data dirs in place of any the caller set; without
-AGENTBOX_API_KEYS they share a key generated once into the state directory (api_key).
+AGENTBOX_API_KEYS they share a key generated once into the state directory (api_key). Sandbox nodes
+get the caller's AGENTBOX_* settings too, with a data dir and a uid range each, and the bucket.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from agentbox.devtools import READY, free_port, postgres, swift
+from agentbox.devtools.ray_cluster import RayCluster
 
 REPO = Path(sys.prefix).parent
 """The checkout whose .venv runs this (scripts/dev-cluster runs .venv/bin/python)."""
@@ -41,8 +45,11 @@ STATE_DIR_ENV = "AGENTBOX_DEV_CLUSTER_DIR"
 DATABASE = BUCKET = "agentbox"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
-POSTGRES, SWIFT, REPLICA = 0, 1, 2
+POSTGRES, SWIFT, RAY_HEAD, RAY_NODE, REPLICA = 0, 1, 2, 3, 4
 """Tiers: started in this order, stopped in the reverse one."""
+NODE_UID_BASE = 1_500_000
+NODE_UID_SPAN = 10_000
+"""Node i's sessions run as uids NODE_UID_BASE + i*NODE_UID_SPAN and up: no two nodes share a uid."""
 
 
 class ClusterError(Exception):
@@ -59,6 +66,9 @@ class Process:
     stop_signal: int
     url: str = ""
     """A replica's base URL."""
+    group: bool = False
+    """The stop signal goes to the whole process group (a Ray node: `ray start --block` and the
+    raylet, workers and sessions it started), not only to the leader."""
 
     def alive(self) -> bool:
         stat = _stat(self.pid)
@@ -71,10 +81,16 @@ class Cluster:
     processes: list[Process] = field(default_factory=list)
     database_url: str = ""
     blob_url: str = ""
+    fleet_url: str = ""
+    """AGENTBOX_FLEET of the replicas; empty without Ray nodes."""
 
     @property
     def replicas(self) -> list[Process]:
         return [p for p in self.processes if p.tier == REPLICA]
+
+    @property
+    def nodes(self) -> list[Process]:
+        return [p for p in self.processes if p.tier in (RAY_HEAD, RAY_NODE)]
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -93,6 +109,7 @@ class StateDir:
         self.file = root / "cluster.json"
         self.logs = root / "logs"
         self.api_key = root / "api_key"
+        self.ray_token = root / "ray_token"
 
     def load(self) -> Cluster | None:
         try:
@@ -148,6 +165,16 @@ class Starter:
         self.cluster.processes.append(Process(name, child.pid, stat[1], tier, stop_signal))
         self.state.save(self.cluster)
 
+    def adopt(self, name: str, child: subprocess.Popen[bytes], tier: int, log: Path) -> None:
+        """Record a process someone else started in a session of its own (a Ray node): `down`
+        stops its whole group. Its log stays where it is, linked from logs/."""
+        stat = _stat(child.pid)
+        if stat is None:  # already reaped: nothing to stop
+            return
+        self.state.log(name).symlink_to(log)
+        self.cluster.processes.append(Process(name, child.pid, stat[1], tier, signal.SIGTERM, group=True))
+        self.state.save(self.cluster)
+
     def wait_for_lines(self, names: Sequence[str], ready: re.Pattern[str], timeout_s: float) -> list[str]:
         """Each process's first match of `ready` in its log (group 1, else the whole match)."""
         deadline = time.monotonic() + timeout_s
@@ -166,7 +193,7 @@ class Starter:
         return [found[name] for name in names]
 
 
-def up(state: StateDir, replicas: int) -> Cluster:
+def up(state: StateDir, replicas: int, nodes: int = 0) -> Cluster:
     if state.load() is not None:
         raise ClusterError(f"a cluster is already up ({state.file}): `status` lists it, `down` stops it")
     agentbox = REPO / ".venv" / "bin" / "agentbox"
@@ -175,6 +202,7 @@ def up(state: StateDir, replicas: int) -> Cluster:
     state.logs.mkdir(parents=True, exist_ok=True)
     for old in state.logs.glob("*.log"):
         old.unlink()
+    state.ray_token.unlink(missing_ok=True)
     cluster = Cluster()
     starter = Starter(state, cluster)
     try:
@@ -182,9 +210,10 @@ def up(state: StateDir, replicas: int) -> Cluster:
         endpoint = _start_swift(starter)
         blob_env = swift.blob_env(endpoint, BUCKET)
         cluster.blob_url = blob_env["AGENTBOX_BLOB_URL"]
-        _start_replicas(
-            starter, agentbox, replicas, {"AGENTBOX_DATABASE_URL": cluster.database_url, **blob_env}
-        )
+        shared = {"AGENTBOX_DATABASE_URL": cluster.database_url, **blob_env}
+        if nodes:
+            shared.update(_start_ray(starter, nodes, blob_env))
+        _start_replicas(starter, agentbox, replicas, shared)
     except BaseException:
         stop(cluster)
         state.file.unlink(missing_ok=True)
@@ -228,6 +257,54 @@ def _start_swift(starter: Starter) -> str:
     return node.endpoint
 
 
+def _start_ray(starter: Starter, count: int, blob_env: Mapping[str, str]) -> dict[str, str]:
+    """A Ray head and `count` sandbox nodes, each with its own data dir and uid range; what the
+    replicas need in their environment to use them."""
+    root = starter.temp_dir(Path(tempfile.mkdtemp(prefix="agentbox-ray-")))
+    ray = RayCluster(root / "ray")  # Ray's unix sockets live under it: the path must stay short
+    settings = {name: value for name, value in _agentbox_env().items() if name != "AGENTBOX_FLEET"}
+    # A node's workers do not run in the checkout: a relative runtime dir would miss.
+    runtime = REPO / settings.get("AGENTBOX_SANDBOX_RUNTIME", ".runtime")
+    try:
+        ray.start_head()
+        for index in range(1, count + 1):
+            _adopt_new(starter, ray)  # recorded at once: `down` finds it if `up` is killed
+            data_dir = root / f"node-{index}"
+            ray.add_node(
+                index,
+                {
+                    **settings,
+                    **blob_env,
+                    "AGENTBOX_DATA_DIR": str(data_dir),
+                    "AGENTBOX_SANDBOX_UID_BASE": str(NODE_UID_BASE + index * NODE_UID_SPAN),
+                    "AGENTBOX_SANDBOX_RUNTIME": str(runtime),
+                },
+            )
+    except RuntimeError as error:
+        raise ClusterError(f"Ray: {error}") from error
+    finally:  # a node that failed to start still runs, and `down` must find it
+        _adopt_new(starter, ray)
+    starter.state.ray_token.touch(mode=0o600)
+    starter.state.ray_token.write_text(ray.token + "\n")
+    starter.cluster.fleet_url = ray.url
+    starter.state.save(starter.cluster)
+    return {"AGENTBOX_FLEET": ray.url, **ray.auth_env()}
+
+
+def _adopt_new(starter: Starter, ray: RayCluster) -> None:
+    """Record the Ray nodes not recorded yet."""
+    recorded = {p.name for p in starter.cluster.processes}
+    for name, child in ray.nodes.items():
+        if f"ray-{name}" not in recorded:
+            tier = RAY_HEAD if name == "head" else RAY_NODE
+            starter.adopt(f"ray-{name}", child, tier, ray.root / f"{name}.log")
+
+
+def _agentbox_env() -> dict[str, str]:
+    """The caller's AGENTBOX_* settings."""
+    return {n: v for n, v in os.environ.items() if n.startswith("AGENTBOX_") and n != STATE_DIR_ENV}
+
+
 def _start_replicas(starter: Starter, agentbox: Path, count: int, shared: Mapping[str, str]) -> None:
     """`count` replicas started at once (they take turns migrating), each with its own data dir."""
     root = starter.temp_dir(Path(tempfile.mkdtemp(prefix="agentbox-replicas-")))
@@ -256,9 +333,9 @@ def _generated_key(state: StateDir) -> str:
 
 
 def stop(cluster: Cluster) -> list[str]:
-    """Stop every process, replicas first, then Swift, then PostgreSQL; remove the temporary
-    directories. Returns what could not be removed."""
-    for tier in (REPLICA, SWIFT, POSTGRES):
+    """Stop every process, replicas first, then the Ray nodes, Ray's head, Swift, PostgreSQL; remove
+    the temporary directories. Returns what could not be removed."""
+    for tier in (REPLICA, RAY_NODE, RAY_HEAD, SWIFT, POSTGRES):
         _stop_all([p for p in cluster.processes if p.tier == tier])
     left = []
     for directory in map(Path, cluster.temp_dirs):
@@ -275,7 +352,10 @@ def _stop_all(processes: Sequence[Process]) -> None:
     running = [p for p in processes if p.alive()]
     for process in running:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, process.stop_signal)
+            if process.group:
+                os.killpg(process.pid, process.stop_signal)
+            else:
+                os.kill(process.pid, process.stop_signal)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while any(p.alive() for p in running) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -290,7 +370,7 @@ def _stop_all(processes: Sequence[Process]) -> None:
 
 
 def _unmount_sessions_under(directory: Path) -> None:
-    """A replica killed before it cleaned up leaves its sessions' tmpfs (agentbox-…) mounted."""
+    """A replica or node killed before it cleaned up leaves its sessions' tmpfs (agentbox-…) mounted."""
     prefix = f"{directory}/"
     with open("/proc/self/mountinfo") as mounts:
         points = [
@@ -315,18 +395,31 @@ def _status(state: StateDir) -> int:
     live = [p.url for p in cluster.replicas if p.alive() and p.url]
     for url in live:
         print(url)
+    _say_nodes(cluster, state)
     if not live:
         _say("no replica of the cluster is running: `down` cleans up")
         return 1
     return 0
 
 
-def _up(state: StateDir, replicas: int) -> int:
+def _say_nodes(cluster: Cluster, state: StateDir) -> None:
+    """The Ray nodes, on stderr: stdout stays one replica URL a line."""
+    nodes = [p for p in cluster.nodes if p.alive()]
+    if cluster.fleet_url and nodes:
+        names = ", ".join(p.name.removeprefix("ray-") for p in nodes)
+        _say(
+            f"fleet: {cluster.fleet_url} ({names}; RAY_AUTH_MODE=token, RAY_AUTH_TOKEN in {state.ray_token})"
+        )
+
+
+def _up(state: StateDir, replicas: int, nodes: int) -> int:
     started = time.monotonic()
-    cluster = up(state, replicas)
+    cluster = up(state, replicas, nodes)
     for process in cluster.replicas:
         print(process.url, flush=True)
-    _say(f"{replicas} replica(s) ready in {time.monotonic() - started:.1f} s; logs in {state.logs}")
+    ready = f"{replicas} replica(s)" + (f" and {nodes} sandbox node(s)" if nodes else "")
+    _say(f"{ready} ready in {time.monotonic() - started:.1f} s; logs in {state.logs}")
+    _say_nodes(cluster, state)
     _say(f"database: {cluster.database_url}")
     credentials = f"AWS_ACCESS_KEY_ID={swift.ACCESS_KEY} AWS_SECRET_ACCESS_KEY={swift.SECRET_KEY}"
     _say(f"files: {cluster.blob_url} ({credentials})")
@@ -354,9 +447,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="PostgreSQL, an S3 store (Swift) and several agentbox replicas on loopback.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("up", help="start PostgreSQL, Swift and the replicas")
+    start = commands.add_parser("up", help="start PostgreSQL, Swift, the Ray nodes and the replicas")
     start.add_argument("--replicas", type=int, default=2, metavar="M", help="agentbox serve replicas (2)")
-    start.add_argument("--nodes", type=int, default=0, metavar="N", help="Ray worker nodes: not built yet, 0")
+    start.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Ray sandbox nodes the replicas send sessions to (0: none)",
+    )
     commands.add_parser("status", help="each replica's base URL, one a line; exit 1 when none is up")
     commands.add_parser("down", help="stop everything `up` started and remove its temporary directories")
     args = parser.parse_args(argv)
@@ -366,13 +465,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(state)
         if args.command == "down":
             return _down(state)
-        if args.nodes != 0:
-            _say("--nodes: the Ray fleet is stage 2 of issue 14 and not built yet, so only --nodes 0 runs")
-            return 2
         if args.replicas < 1:
             _say("--replicas: at least 1")
             return 2
-        return _up(state, args.replicas)
+        if args.nodes < 0:
+            _say("--nodes: 0 or more")
+            return 2
+        return _up(state, args.replicas, args.nodes)
     except ClusterError as error:
         _say(str(error))
         return 1
