@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import threading
 import time
@@ -44,8 +45,16 @@ RUNTIME = Path(__file__).resolve().parents[2] / ".runtime"
 
 
 class Fleet:
-    def __init__(self, root: Path, cluster: RayCluster, replicas: list[LiveServer], database: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        cluster: RayCluster,
+        replicas: list[LiveServer],
+        database: str,
+        blobs: dict[str, str],
+    ) -> None:
         self.root = root
+        self.blobs = blobs
         self.cluster = cluster
         self.replicas = replicas
         self.database = database
@@ -56,6 +65,29 @@ class Fleet:
             headers={"Authorization": f"Bearer {API_KEY}"},
             timeout=180,
         )
+
+    def node_env(self, index: int) -> dict[str, str]:
+        return {
+            **self.blobs,
+            "AGENTBOX_DATA_DIR": str(self.root / f"node-{index}"),
+            "AGENTBOX_SANDBOX_UID_BASE": str(UID_BASE + index * UID_SPAN),
+            "AGENTBOX_SANDBOX_RUNTIME": str(RUNTIME),
+            "AGENTBOX_POOL_SIZE": "0",
+            "AGENTBOX_INTERRUPT_GRACE_S": "2",
+        }
+
+    def start_node(self, index: int) -> None:
+        self.cluster.add_node(index, self.node_env(index))
+
+    def revive(self, index: int) -> None:
+        """Start node `index` again on its data dir, and wait until the replicas have started its
+        actor (its fork server runs as the uid just below the node's sessions)."""
+        self.start_node(index)
+        fork_server_uid = UID_BASE + index * UID_SPAN - 1
+        deadline = time.monotonic() + 120
+        while fork_server_uid not in _processes_by_uid():
+            assert time.monotonic() < deadline, f"node {index} did not come back"
+            time.sleep(0.5)
 
     def node_of(self, key: str) -> str:
         with psycopg.connect(self.database) as connection:
@@ -76,23 +108,14 @@ def fleet(
     blobs = swift.blob_env(swift.new_bucket())
     cluster = RayCluster(root / "ray")
     replicas: list[LiveServer] = []
+    fleet = Fleet(root, cluster, replicas, postgres.dsn(postgres_server.port, "fleet"), blobs)
     try:
         cluster.start_head()
         for index in range(NODES):
-            cluster.add_node(
-                index,
-                {
-                    **blobs,
-                    "AGENTBOX_DATA_DIR": str(root / f"node-{index}"),
-                    "AGENTBOX_SANDBOX_UID_BASE": str(UID_BASE + index * UID_SPAN),
-                    "AGENTBOX_SANDBOX_RUNTIME": str(RUNTIME),
-                    "AGENTBOX_POOL_SIZE": "0",
-                    "AGENTBOX_INTERRUPT_GRACE_S": "2",
-                },
-            )
+            fleet.start_node(index)
         for name in ("a", "b"):
             (root / name).mkdir()
-        replicas = [
+        replicas += [
             LiveServer(
                 root / name / "data",
                 API_KEY,
@@ -106,7 +129,7 @@ def fleet(
             for name in ("a", "b")
         ]
         start_all(replicas)
-        yield Fleet(root, cluster, replicas, postgres.dsn(postgres_server.port, "fleet"))
+        yield fleet
     finally:
         for server in replicas:
             server.stop()
@@ -234,6 +257,67 @@ def test_a_run_on_one_replica_executes_on_a_node_and_its_thread_goes_on_from_the
     assert fleet.node_of(thread.id)
 
 
+def _new_session_node(before: set[int]) -> int:
+    """The node of the one session that started since `before` was taken."""
+    [uid] = _session_uids() - before
+    index = _node_of_uid(uid)
+    assert index is not None
+    return index
+
+
+def test_a_node_killed_during_a_run_ends_its_cell_and_the_run_goes_on_elsewhere_with_the_files(
+    fleet: Fleet, scripted_model: ScriptedModel
+) -> None:
+    a, b = (server.sdk() for server in fleet.replicas)
+    assistant = a.beta.assistants.create(model="m", tools=[{"type": "code_interpreter"}])
+    thread = a.beta.threads.create(messages=[{"role": "user", "content": "keep a table"}])
+    before = _session_uids()
+    scripted_model.script(Code("open('/mnt/data/table.csv', 'w').write('a,b\\n1,2\\n')"), Text("Kept."))
+    first = a.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert first.status == "completed", first.last_error
+    index = _new_session_node(before)
+
+    scripted_model.script(
+        Code("import time\nprint('working', flush=True)\ntime.sleep(60)"),
+        Code("print(open('/mnt/data/table.csv').read())"),
+        Text("The table is back."),
+    )
+    b.beta.threads.messages.create(thread.id, role="user", content="now work on it")
+    run = b.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    time.sleep(4)  # the first cell sleeps on its node
+    fleet.cluster.kill(f"node-{index}")
+    try:
+        deadline = time.monotonic() + 120
+        while (run := a.beta.threads.runs.retrieve(thread_id=thread.id, run_id=run.id)).status in (
+            "queued",
+            "in_progress",
+        ):
+            assert time.monotonic() < deadline, "the run did not end"
+            time.sleep(0.5)
+        assert run.status == "completed", run.last_error
+        steps = a.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+        calls = [call for step in steps if step.type == "tool_calls" for call in step.step_details.tool_calls]  # type: ignore[union-attr]
+        logs = ["".join(o.logs for o in call.code_interpreter.outputs) for call in calls]  # type: ignore[union-attr]
+        assert "sandbox node running this session stopped" in logs[0]
+        assert "a,b\n1,2" in logs[1]
+        answer = a.beta.threads.messages.list(thread.id).data[0]
+        assert answer.content[0].text.value == "The table is back."  # type: ignore[union-attr]
+        told = json.dumps(scripted_model.requests[-1]["messages"])
+        assert "variables" in told and "restored" in told  # the model hears what was lost and kept
+        assert _wait_gone(index), "processes of the dead node's sessions are still alive"
+    finally:
+        fleet.revive(index)
+
+
+def _wait_gone(index: int, timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _node_processes(index):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def test_a_node_killed_mid_cell_leaves_nothing_and_the_next_cell_runs_elsewhere_with_its_files(
     fleet: Fleet,
 ) -> None:
@@ -243,9 +327,7 @@ def test_a_node_killed_mid_cell_leaves_nothing_and_the_next_cell_runs_elsewhere_
         setup = _exec(a, container, "x = 7\nopen('/mnt/data/data.csv', 'w').write('q,v\\n1,10\\n')")
         assert setup["status"] == "ok", setup
         node = fleet.node_of(container)
-        [uid] = _session_uids() - sessions_before  # the container's new session, on one node
-        index = _node_of_uid(uid)
-        assert index is not None
+        index = _new_session_node(sessions_before)
 
         result: dict[str, Any] = {}
         cell = threading.Thread(

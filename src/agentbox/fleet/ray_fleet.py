@@ -41,6 +41,10 @@ NODE_RESOURCE = "agentbox_node"
 NAMESPACE = "agentbox"
 REFRESH_S = 2.0
 READY_S = 120.0
+UNAVAILABLE_S = 15.0
+"""How long a node whose actor cannot be reached may take to answer again, while Ray still lists it
+alive (Ray's default health checks declare a dead node in about 12 s)."""
+RETRY_S = 0.5
 SUSPECT_S = 60.0
 """A node whose actor failed a call gets no session for this long, unless Ray sees it alive anew."""
 NODE_GONE = (RayActorError, ActorDiedError, ActorUnavailableError)
@@ -210,18 +214,31 @@ class RayFleet:
                 return node
 
     async def _reachable(self, node: str) -> bool:
-        """Whether the node's actor answers. A node that died answers with an error within a second or
-        two, while Ray still lists it alive for several (its health checks): without this, a replica
-        that had not seen it fail would send the next cell there."""
+        """Whether the node's actor answers. A node that died fails the call within a second or two,
+        while Ray lists it alive until its health checks give up: without asking, a replica that had
+        not seen it fail would send it the next cell. A broken connection (ActorUnavailableError)
+        may also be a blip, so the node gets UNAVAILABLE_S before its sessions move."""
         if node not in self._usable():
             return False
-        try:
-            await asyncio.wait_for(self._actor(node).ready.remote(), READY_S)
-        except (TimeoutError, RayError) as exc:
-            log.warning("sandbox node %s does not answer: %s", node, exc)
+        deadline = time.monotonic() + UNAVAILABLE_S
+        while True:
+            try:
+                await asyncio.wait_for(self._actor(node).ready.remote(), READY_S)
+                return True
+            except ActorUnavailableError as exc:
+                if time.monotonic() < deadline and await self._listed_alive(node):
+                    await asyncio.sleep(RETRY_S)
+                    continue
+                failure: Exception = exc
+            except (TimeoutError, RayError) as exc:
+                failure = exc
+            log.warning("sandbox node %s does not answer: %s", node, failure)
             self._forget(node)
             return False
-        return True
+
+    async def _listed_alive(self, node: str) -> bool:
+        nodes = await asyncio.to_thread(ray.nodes)
+        return any(n["NodeID"] == node and n.get("Alive") for n in nodes)
 
     async def execute(
         self,
