@@ -22,7 +22,7 @@ from pathlib import Path
 from agentbox.config import Settings
 from agentbox.errors import NotFound, SandboxUnavailable, StoreUnavailable
 from agentbox.fleet.checkpoints import Checkpoints
-from agentbox.sandbox import InputFile, SessionManager
+from agentbox.sandbox import InputFile, SessionManager, datadir
 from agentbox.sandbox.checkpoint import ArchiveTooLarge
 from agentbox.store.s3_blobs import S3BlobStore
 
@@ -65,6 +65,8 @@ class FleetNode:
         self._starting = asyncio.Lock()
         self._report: NodeReport | None = None
         self._exports: dict[str, Path] = {}
+        self._archived: dict[str, tuple[datadir.Snapshot, int]] = {}
+        """Key → its /mnt/data's files when last archived, and the archive's size."""
 
     async def ready(self) -> NodeReport:
         """Start the session manager once (every replica asks); what it found on this host."""
@@ -79,6 +81,10 @@ class FleetNode:
                 self._work.mkdir(parents=True, exist_ok=True)
                 self._report = NodeReport(refusal, self._manager.isolation_report(), {})
         return NodeReport(self._report.refusal, self._report.isolation, self._manager.pool_statistics())
+
+    async def ping(self) -> None:
+        """Answers once the node is ready: what a replica asks before it sends a cell."""
+        await self.ready()
 
     async def execute(
         self,
@@ -131,11 +137,19 @@ class FleetNode:
         yield ("done", execution, size, note)
 
     async def checkpoint(self, key: str) -> tuple[int | None, str | None]:
-        """Archive the key's /mnt/data to the object store: (its size, None), or (None, why not)."""
+        """Archive the key's /mnt/data to the object store: (its size, None), or (None, why not).
+        Files unchanged since the last archive (same names, sizes, mtimes, inodes) keep it: most cells
+        write no file, and an archive costs a read and an upload of all of /mnt/data."""
         archive = self._work / f"{secrets.token_hex(8)}.tar"
         try:
+            files = await self._manager.data_snapshot(key)
+            last = self._archived.pop(key, None)
+            if last is not None and last[0] == files and len(files) < datadir.SCAN_MAX_ENTRIES:
+                self._archived[key] = last
+                return last[1], None
             size = await self._manager.archive(key, archive, self._checkpoint_bytes)
             await self._checkpoints.upload(key, archive)
+            self._archived[key] = (files, size)
         except ArchiveTooLarge:
             cap = self._checkpoint_bytes
             note = f"/mnt/data held more than the {cap}-byte checkpoint cap (AGENTBOX_FLEET_CHECKPOINT_MB)"
@@ -176,6 +190,7 @@ class FleetNode:
         self._manager.touch(key)
 
     async def close(self, key: str) -> None:
+        self._archived.pop(key, None)
         await self._manager.close(key)
         with contextlib.suppress(StoreUnavailable):
             await self._checkpoints.delete(key)

@@ -185,19 +185,20 @@ class RayFleet:
                 total[name] = total.get(name, 0) + count
         return total
 
-    async def _place(self, key: str) -> tuple[str, str | None]:
-        """The node to run the key's next cell on, and the restore reason when the session moved."""
+    async def _place(self, key: str) -> tuple[str, str | None, FleetSession | None]:
+        """The node to run the key's next cell on, the restore reason when the session moved there,
+        and the key's row (its settings)."""
         session = await self._sessions.get(key)
         if session is not None and session.node and await self._reachable(session.node):
-            return session.node, None
+            return session.node, None, session
         node = await self._choose(exclude=session.node if session else "")
         if session is None or not session.node:
             placed = await self._sessions.place(key, node)
-            return placed.node, None
+            return placed.node, None, placed
         if await self._sessions.move(key, session.node, node):
-            return node, moved_reason(session)
+            return node, moved_reason(session), session
         again = await self._sessions.get(key)  # another replica moved it first
-        return (again.node if again else node), None
+        return (again.node if again else node), None, again
 
     async def _choose(self, exclude: str = "") -> str:
         """The less loaded of two random usable nodes that answer."""
@@ -223,7 +224,7 @@ class RayFleet:
         deadline = time.monotonic() + UNAVAILABLE_S
         while True:
             try:
-                await asyncio.wait_for(self._actor(node).ready.remote(), READY_S)
+                await asyncio.wait_for(self._actor(node).ping.remote(), READY_S)
                 return True
             except ActorUnavailableError as exc:
                 if time.monotonic() < deadline and await self._listed_alive(node):
@@ -250,8 +251,7 @@ class RayFleet:
         on_output: OutputCallback | None = None,
     ) -> Execution:
         started = time.monotonic()
-        node, restore_reason = await self._place(key)
-        settings = await self._sessions.get(key)
+        node, restore_reason, settings = await self._place(key)
         specs = [FileSpec(f.name, f.blob, f.file_id) for f in files]
         try:
             pieces = (

@@ -745,6 +745,14 @@ class SessionManager:
                 raise NotFound(f"no sandbox session for {key!r}")
             return await asyncio.to_thread(checkpoint.pack, session.data_dir, target, max_bytes)
 
+    async def data_snapshot(self, key: str) -> datadir.Snapshot:
+        """The regular files in the key's /mnt/data with their size, mtime and inode (datadir.snapshot):
+        equal snapshots mean an archive taken then would hold the same files. NotFound: no session."""
+        session = self._sessions.get(key)
+        if session is None:
+            raise NotFound(f"no sandbox session for {key!r}")
+        return await asyncio.to_thread(datadir.snapshot, session.data_dir)
+
     async def restore(self, key: str, archive: Path, reason: str) -> int:
         """Unpack an archive() of another node into the key's session (made when absent), owned by
         the session's uid; the key's next execute reports restarted with `reason` as why its
