@@ -5,7 +5,7 @@
   find it by name. A refresher looks for new and dead nodes every REFRESH_S.
 - Placement: a key's session lives on one node, named in the fleet_sessions table, so every
   replica sends the key's cells to the same node. A new key goes to the less loaded of two random
-  live nodes (load: the sessions the table places on each).
+  live nodes (load: the live sessions each node last reported).
 - A node that dies: the cell running there ends killed, with a sentence; the key's next cell moves
   to another node (a conditional update, so one replica wins), which restores the files of the
   last checkpoint, and the cell's result says the variables were lost and why.
@@ -75,6 +75,7 @@ class RayFleet:
         self._checkpoint_bytes = checkpoint_bytes
         self._actors: dict[str, Any] = {}  # node id → actor handle
         self._reports: dict[str, NodeReport] = {}
+        self._placed_since_report: dict[str, int] = {}
         self._live: set[str] = set()
         self._suspects: dict[str, float] = {}  # node id → monotonic time its actor failed
         self._refresher: asyncio.Task[None] | None = None
@@ -135,6 +136,7 @@ class RayFleet:
         try:
             # A new node's actor imports agentbox and starts its fork server first: tens of seconds.
             self._reports[node_id] = await asyncio.wait_for(self._actor(node_id).ready.remote(), READY_S)
+            self._placed_since_report.pop(node_id, None)
         except (TimeoutError, RayError) as exc:
             log.warning("sandbox node %s is not ready: %s", node_id, exc)
 
@@ -201,7 +203,8 @@ class RayFleet:
         return (again.node if again else node), None, again
 
     async def _choose(self, exclude: str = "") -> str:
-        """The less loaded of two random usable nodes that answer."""
+        """The less loaded of two random usable nodes that answer (two, not all: replicas whose
+        reports are a little old then spread new sessions rather than all pick the same node)."""
         while True:
             candidates = [n for n in self._usable() if n != exclude]
             if not candidates:
@@ -209,10 +212,17 @@ class RayFleet:
                     "No sandbox node of the fleet is alive; try again when one has joined the Ray cluster."
                 )
             pair = random.sample(candidates, min(2, len(candidates)))
-            load = await self._sessions.load(pair)
-            node = min(pair, key=lambda n: load[n])
+            node = min(pair, key=self._load)
             if await self._reachable(node):
+                self._placed_since_report[node] = self._placed_since_report.get(node, 0) + 1
                 return node
+
+    def _load(self, node: str) -> int:
+        """The node's live sessions as it last reported them (every REFRESH_S), and the sessions this
+        replica placed there since. Not the table's count: it keeps rows of sessions that expired."""
+        report = self._reports.get(node)
+        live = report.statistics.get("live", 0) if report is not None else 0
+        return live + self._placed_since_report.get(node, 0)
 
     async def _reachable(self, node: str) -> bool:
         """Whether the node's actor answers. A node that died fails the call within a second or two,

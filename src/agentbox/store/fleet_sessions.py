@@ -8,10 +8,9 @@ of replicas racing to place or move a key, one wins and the others read the winn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import RowMapping, delete, func, select, update
+from sqlalchemy import RowMapping, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -109,18 +108,6 @@ class FleetSessions:
 
     async def remove(self, key: str) -> None:
         await self._store._run(lambda c: c.execute(delete(_table).where(_table.c.key == key)))
-
-    async def load(self, nodes: Sequence[str]) -> dict[str, int]:
-        """Sessions placed on each of `nodes` (0 for a node with none)."""
-        counts = dict.fromkeys(nodes, 0)
-        if not counts:
-            return counts
-        query = (
-            select(_table.c.node, func.count()).where(_table.c.node.in_(list(counts))).group_by(_table.c.node)
-        )
-        rows = await self._store._run(lambda c: [tuple(r) for r in c.execute(query)])
-        counts.update({str(node): int(count) for node, count in rows})
-        return counts
 
 
 def _row(c: Connection, key: str) -> FleetSession | None:

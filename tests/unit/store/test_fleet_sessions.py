@@ -1,5 +1,5 @@
 """The fleet sessions table on SQLite and on a real PostgreSQL: placements that racing replicas agree
-on, conditional failover, the key's settings and checkpoints, and load per node."""
+on, conditional failover, the key's settings and checkpoints."""
 
 from __future__ import annotations
 
@@ -64,24 +64,11 @@ def test_checkpoints_count_cells_and_keep_the_note(sessions: FleetSessions) -> N
     assert asyncio.run(sessions.get("gone")) is None
 
 
-def test_load_counts_sessions_per_node(sessions: FleetSessions) -> None:
-    for key, node in [("k1", "node_a"), ("k2", "node_a"), ("k3", "node_b"), ("k4", "node_c")]:
-        asyncio.run(sessions.place(key, node))
-    asyncio.run(sessions.configure("k5", 512, None))  # configured, not placed: on no node
-    assert asyncio.run(sessions.load(["node_a", "node_b", "node_d"])) == {
-        "node_a": 2,
-        "node_b": 1,
-        "node_d": 0,
-    }
-    assert asyncio.run(sessions.load([])) == {}
-
-
 def test_remove(sessions: FleetSessions) -> None:
     asyncio.run(sessions.place("key_1", "node_a"))
     asyncio.run(sessions.remove("key_1"))
     asyncio.run(sessions.remove("key_1"))  # already gone: fine
     assert asyncio.run(sessions.get("key_1")) is None
-    assert asyncio.run(sessions.load(["node_a"])) == {"node_a": 0}
     assert asyncio.run(sessions.place("key_1", "node_b")).node == "node_b"
 
 
