@@ -98,8 +98,8 @@ def measure(root: Path, cells: int, data_mb: int) -> list[Figure]:
         samples["fleet, 1 Ray node"] = _fleet(root, postgres, swift, cells, data_mb)
     figures = []
     for config, (empty, full) in samples.items():
-        figures.append(Figure.of(f"cell round trip | {config} | empty /mnt/data", ms(empty)))
-        figures.append(Figure.of(f"cell round trip | {config} | {data_mb} MiB in /mnt/data", ms(full)))
+        figures.append(Figure.of(f"cell round trip · {config} · empty /mnt/data", ms(empty)))
+        figures.append(Figure.of(f"cell round trip · {config} · {data_mb} MiB in /mnt/data", ms(full)))
     return figures
 
 
@@ -160,11 +160,11 @@ def main() -> int:
 
 
 def _print(figures: list[Figure]) -> None:
-    local = {f.name.split(" | ")[2]: f.p50 for f in figures if f.name.split(" | ")[1] == "local"}
+    local = {f.name.split(" · ")[2]: f.p50 for f in figures if f.name.split(" · ")[1] == "local"}
     print("| sessions | /mnt/data | p50 | p95 | n | p50 / local |")
     print("|---|---|---|---|---|---|")
     for f in figures:
-        _, config, data = f.name.split(" | ")
+        _, config, data = f.name.split(" · ")
         print(f"| {config} | {data} | {f.p50:.1f} ms | {f.p95:.1f} ms | {f.n} | {f.p50 / local[data]:.2f}x |")
 
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import api, baselines, load, replicas, retrieval, sessions
+from bench import api, baselines, fleet, load, replicas, retrieval, sessions
 from bench.stats import Figure, ms
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             found, failed = replicas.measure(root / "replicas", 200, 32, rounds=3)
             figures += found
             failures += failed
+            # The sandbox fleet: a cell on a Ray node against one on the replica's machine.
+            (root / "fleet").mkdir()
+            figures += fleet.measure(root / "fleet", 40, 20)
         # file_search: ranking quality and ingestion speed (--quick: full text only, no llama.cpp).
         figures += retrieval.measure(root / "retrieval", args.quick)
     result = {
