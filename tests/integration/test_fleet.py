@@ -361,3 +361,15 @@ def test_a_node_killed_mid_cell_leaves_nothing_and_the_next_cell_runs_elsewhere_
         assert fleet.node_of(container) != node
         assert {_node_of_uid(uid) for uid in _session_uids()} == {1 - index}
         print(f"the replica noticed the dead node after {noticed_s:.1f} s")
+
+
+def test_with_every_node_gone_a_cell_is_refused_in_words_and_the_api_stays_up(fleet: Fleet) -> None:
+    with fleet.api(0) as a, fleet.api(1) as b:
+        container = _container(a)
+        assert _exec(a, container, "print('placed')")["stdout"] == "placed\n"
+        for name in [n for n in fleet.cluster.nodes if n != "head"]:
+            fleet.cluster.kill(name)
+        refused = b.post(f"/containers/{container}/exec", json={"code": "print('anyone?')"})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["message"].startswith("No sandbox node of the fleet is alive")
+        assert b.get(f"/containers/{container}").status_code == 200  # state is still served
