@@ -137,9 +137,21 @@ class RayCluster:
         raise RuntimeError(f"ray node {name} did not start in {START_TIMEOUT_S:g} s")
 
     def kill(self, name: str) -> None:
-        """The node dies at once, with every process it started, as when its machine goes away."""
-        self._signal(name, signal.SIGKILL)
-        self.nodes.pop(name).wait()
+        """The node dies at once, as when its machine goes away: every process of Ray's, in its
+        process group and below it in other groups (Ray's workers start sessions of their own).
+        The sandboxes under them are left to die with their parents, as the sandbox promises: only
+        root's processes are killed here. Returns once those are gone."""
+        process = self.nodes.pop(name)
+        doomed = {pid for pid in _descendants(_group(process.pid)) if _uid(pid) == 0}
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in doomed):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ray node {name}'s processes outlived SIGKILL for 30 s")
+            time.sleep(0.05)
 
     def stop(self, name: str, timeout_s: float = 30.0) -> None:
         process = self.nodes.pop(name)
@@ -164,3 +176,46 @@ class RayCluster:
     def _signal_process(process: subprocess.Popen[bytes], signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signum)
+
+
+def _parents() -> dict[int, tuple[int, int]]:
+    """pid → (parent pid, process group) of every process, from /proc/PID/stat."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()  # after the command, which may hold spaces
+            found[int(entry)] = (int(fields[1]), int(fields[2]))
+    return found
+
+
+def _group(pgid: int) -> set[int]:
+    return {pid for pid, (_, group) in _parents().items() if group == pgid}
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    table = _parents()
+    found = set(roots)
+    while True:
+        more = {pid for pid, (parent, _) in table.items() if parent in found} - found
+        if not more:
+            return found
+        found |= more
+
+
+def _uid(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:")), None)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True

@@ -165,8 +165,17 @@ class RayFleet:
         self._actors.pop(node_id, None)  # a node still alive gets a new actor by the same name
 
     def _usable(self) -> list[str]:
+        """Live nodes that have not failed a call lately and whose host can isolate sessions."""
         now = time.monotonic()
-        return [n for n in self._live if now - self._suspects.get(n, -SUSPECT_S) >= SUSPECT_S]
+        return [
+            n
+            for n in self._live
+            if now - self._suspects.get(n, -SUSPECT_S) >= SUSPECT_S and not self._refused(n)
+        ]
+
+    def _refused(self, node: str) -> bool:
+        report = self._reports.get(node)
+        return report is not None and report.refusal is not None
 
     # --- what the engine calls ------------------------------------------------------------------
     def refusal(self) -> str | None:
