@@ -63,6 +63,7 @@ class FleetNode:
         self._work = data_dir / "fleet-work"
         self._checkpoint_bytes = checkpoint_bytes
         self._starting = asyncio.Lock()
+        self._restoring = asyncio.Lock()
         self._report: NodeReport | None = None
         self._exports: dict[str, Path] = {}
         self._archived: dict[str, tuple[datadir.Snapshot, int]] = {}
@@ -105,8 +106,11 @@ class FleetNode:
         await self._refuse_unless_ready()
         if memory_mb is not None or idle_s is not None:
             await self._manager.configure(key, memory_mb=memory_mb, idle_s=idle_s)
-        if restore_reason is not None and not self._manager.has_session(key):
-            await self._restore(key, restore_reason)
+        if restore_reason is not None:
+            # Two replicas may send the key's first cells here at once: one restore, before either.
+            async with self._restoring:
+                if not self._manager.has_session(key):
+                    await self._restore(key, restore_reason)
         inputs = [
             InputFile(spec.name, await self._blobs.local_path(spec.blob), spec.file_id, spec.blob)
             for spec in files

@@ -201,15 +201,18 @@ class RayFleet:
         and the key's row (its settings)."""
         session = await self._sessions.get(key)
         if session is not None and session.node and await self._reachable(session.node):
-            return session.node, None, session
+            return session.node, session.restore_reason, session
         node = await self._choose(exclude=session.node if session else "")
         if session is None or not session.node:
             placed = await self._sessions.place(key, node)
-            return placed.node, None, placed
-        if await self._sessions.move(key, session.node, node):
-            return node, moved_reason(session), session
+            return placed.node, placed.restore_reason, placed
+        reason = moved_reason(session)
+        if await self._sessions.move(key, session.node, node, reason):
+            return node, reason, session
         again = await self._sessions.get(key)  # another replica moved it first
-        return (again.node if again else node), None, again
+        if again is None:
+            return await self._place(key)  # closed meanwhile: placed afresh
+        return again.node, again.restore_reason, again
 
     async def _choose(self, exclude: str = "") -> str:
         """The less loaded of two random usable nodes that answer (two, not all: replicas whose
@@ -295,6 +298,8 @@ class RayFleet:
                 _, execution, size, note = piece
                 with contextlib.suppress(StoreUnavailable):
                     await self._sessions.checkpointed(key, size, note)
+                    if restore_reason is not None:
+                        await self._sessions.restored(key, node)
                 return execution  # type: ignore[no-any-return]
         except NODE_GONE as exc:
             log.warning("sandbox node %s stopped during a cell of %s: %s", node, key, exc)

@@ -30,6 +30,7 @@ class FleetSession:
     idle_s: float | None  # the key's own idle time; None: the node's default
     checkpoint_bytes: int | None  # size of the last /mnt/data archive in the object store; None: none
     checkpoint_note: str | None  # why the last cell's files were NOT archived (too big), else None
+    restore_reason: str | None  # set by move(): the new node restores the checkpoint and says why
     cells: int  # cells run so far in this key's sessions (counted by checkpointed())
     updated_at: int  # unix seconds
 
@@ -76,14 +77,25 @@ class FleetSessions:
 
         return await self._store._run(work)
 
-    async def move(self, key: str, old_node: str, new_node: str) -> bool:
-        """Conditional: only while the row still names old_node (one replica wins a failover)."""
+    async def move(self, key: str, old_node: str, new_node: str, reason: str) -> bool:
+        """Conditional: only while the row still names old_node (one replica wins a failover). The
+        row keeps `reason` until restored(): every replica sending the key a cell meanwhile asks the
+        new node to restore first, so none starts the session there without its files."""
         query = (
             update(_table)
             .where(_table.c.key == key, _table.c.node == old_node)
-            .values(node=new_node, updated_at=now())
+            .values(node=new_node, restore_reason=reason, updated_at=now())
         )
         return bool(await self._store._run(lambda c: c.execute(query).rowcount == 1))
+
+    async def restored(self, key: str, node: str) -> None:
+        """A cell ran on `node` after the move there: its session holds the restored files."""
+        query = (
+            update(_table)
+            .where(_table.c.key == key, _table.c.node == node, _table.c.restore_reason.is_not(None))
+            .values(restore_reason=None)
+        )
+        await self._store._run(lambda c: c.execute(query))
 
     async def configure(self, key: str, memory_mb: int | None, idle_s: float | None) -> None:
         """Upsert the key's settings (creates an unplaced row with node "" when absent)."""
@@ -123,6 +135,7 @@ def _session(row: RowMapping) -> FleetSession:
         idle_s=row["idle_s"],
         checkpoint_bytes=row["checkpoint_bytes"],
         checkpoint_note=row["checkpoint_note"],
+        restore_reason=row["restore_reason"],
         cells=int(row["cells"]),
         updated_at=int(row["updated_at"]),
     )

@@ -319,6 +319,7 @@ fleet_sessions = Table(
     Column("idle_s", Float),
     Column("checkpoint_bytes", Wide),
     Column("checkpoint_note", Text),
+    Column("restore_reason", Text),
     Column("cells", Wide, nullable=False),
     Column("updated_at", Wide, nullable=False),
     Index("ix_fleet_sessions_node", "node"),

@@ -41,12 +41,23 @@ def test_a_configured_key_keeps_its_settings_when_placed(sessions: FleetSessions
 
 def test_a_move_needs_the_node_the_row_still_names(sessions: FleetSessions) -> None:
     asyncio.run(sessions.place("key_1", "node_a"))
-    assert asyncio.run(sessions.move("key_1", "node_a", "node_b")) is True
+    assert asyncio.run(sessions.move("key_1", "node_a", "node_b", "node_a stopped")) is True
     # A second replica that saw node_a die too lost the race: its old_node is stale.
-    assert asyncio.run(sessions.move("key_1", "node_a", "node_c")) is False
-    assert asyncio.run(sessions.move("absent", "node_a", "node_c")) is False
+    assert asyncio.run(sessions.move("key_1", "node_a", "node_c", "node_a stopped")) is False
+    assert asyncio.run(sessions.move("absent", "node_a", "node_c", "node_a stopped")) is False
     moved = asyncio.run(sessions.get("key_1"))
-    assert moved is not None and moved.node == "node_b"
+    assert moved is not None and (moved.node, moved.restore_reason) == ("node_b", "node_a stopped")
+
+
+def test_the_restore_reason_stays_until_a_cell_ran_on_the_new_node(sessions: FleetSessions) -> None:
+    asyncio.run(sessions.place("key_1", "node_a"))
+    asyncio.run(sessions.move("key_1", "node_a", "node_b", "node_a stopped"))
+    asyncio.run(sessions.restored("key_1", "node_a"))  # a late word from the old node changes nothing
+    row = asyncio.run(sessions.get("key_1"))
+    assert row is not None and row.restore_reason == "node_a stopped"
+    asyncio.run(sessions.restored("key_1", "node_b"))
+    row = asyncio.run(sessions.get("key_1"))
+    assert row is not None and (row.node, row.restore_reason) == ("node_b", None)
 
 
 def test_checkpoints_count_cells_and_keep_the_note(sessions: FleetSessions) -> None:

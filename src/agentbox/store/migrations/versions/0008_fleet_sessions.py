@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("idle_s", sa.Float),
         sa.Column("checkpoint_bytes", wide),
         sa.Column("checkpoint_note", sa.Text),
+        sa.Column("restore_reason", sa.Text),
         sa.Column("cells", wide, nullable=False),
         sa.Column("updated_at", wide, nullable=False),
     )
