@@ -78,7 +78,7 @@ def _shared(root: Path) -> Iterator[tuple[PostgresServer, SwiftServer]]:
 
 def measure(root: Path, cells: int, data_mb: int) -> list[Figure]:
     samples: dict[str, tuple[list[float], list[float]]] = {}
-    for name in ("local", "shared", "fleet"):
+    for name in ("local", "pg-s3", "fleet"):
         (root / name).mkdir()  # the servers' working dirs, their data dirs below
     local = LiveServer(root / "local" / "data", KEY).start()
     try:
@@ -90,7 +90,7 @@ def measure(root: Path, cells: int, data_mb: int) -> list[Figure]:
             **swift.blob_env(swift.new_bucket()),
             "AGENTBOX_DATABASE_URL": postgres.create_database("bench_local"),
         }
-        server = LiveServer(root / "shared" / "data", KEY, **shared).start()
+        server = LiveServer(root / "pg-s3" / "data", KEY, **shared).start()
         try:
             samples["local, PostgreSQL + S3"] = _cells(server, cells, data_mb)
         finally:
