@@ -15,7 +15,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,8 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentbox import devtools
+from agentbox.fleet.address import NODE_RESOURCE
+
 NODE_IP = "127.0.0.2"
-NODE_RESOURCE = "agentbox_node"
 WORKER_PORTS = range(10002, 20000)
 """Ray's default ports for worker processes; no port of ours may fall in it."""
 START_TIMEOUT_S = 120.0
@@ -46,17 +47,9 @@ def ray_binary() -> str:
 
 def free_port() -> int:
     """A free loopback port outside Ray's worker port range."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-        if port not in WORKER_PORTS:
-            return port
-
-
-def node_label(index: int) -> str:
-    """The resource that tells sandbox node `index` apart (tests find a node's Ray id by it)."""
-    return f"agentbox_devnode_{index}"
+    while (port := devtools.free_port()) in WORKER_PORTS:
+        pass
+    return port
 
 
 @dataclass
@@ -102,7 +95,7 @@ class RayCluster:
     def add_node(self, index: int, env: Mapping[str, str], cpus: int = 2) -> str:
         """Start sandbox node `index` with `env` added to its environment; its name."""
         name = f"node-{index}"
-        resources = f'{{"{NODE_RESOURCE}": 1, "{node_label(index)}": 1}}'
+        resources = f'{{"{NODE_RESOURCE}": 1}}'
         self._start(
             name,
             ["--address", self.address, "--num-cpus", str(cpus), "--resources", resources],
@@ -142,7 +135,7 @@ class RayCluster:
         The sandboxes under them are left to die with their parents, as the sandbox promises: only
         root's processes are killed here. Returns once those are gone."""
         process = self.nodes.pop(name)
-        doomed = {pid for pid in _descendants(_group(process.pid)) if _uid(pid) == 0}
+        doomed = {pid for pid in _descendants_of_group(process.pid) if _uid(pid) == 0}
         for pid in doomed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -169,9 +162,6 @@ class RayCluster:
         if "head" in self.nodes:
             self.stop("head")
 
-    def _signal(self, name: str, signum: int) -> None:
-        self._signal_process(self.nodes[name], signum)
-
     @staticmethod
     def _signal_process(process: subprocess.Popen[bytes], signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -192,13 +182,10 @@ def _parents() -> dict[int, tuple[int, int]]:
     return found
 
 
-def _group(pgid: int) -> set[int]:
-    return {pid for pid, (_, group) in _parents().items() if group == pgid}
-
-
-def _descendants(roots: set[int]) -> set[int]:
+def _descendants_of_group(pgid: int) -> set[int]:
+    """The processes of the group and all their descendants, from one look at /proc."""
     table = _parents()
-    found = set(roots)
+    found = {pid for pid, (_, group) in table.items() if group == pgid}
     while True:
         more = {pid for pid, (parent, _) in table.items() if parent in found} - found
         if not more:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 FORMAT = "ray://HOST:PORT"
+NODE_RESOURCE = "agentbox_node"
+"""The Ray resource a sandbox node offers: the fleet sends sessions only to nodes that have it."""
 
 
 def parse_fleet_url(url: str) -> str:

@@ -27,7 +27,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agentbox.errors import NotFound, SandboxUnavailable, StoreUnavailable
-from agentbox.fleet.address import parse_fleet_url
+from agentbox.fleet.address import NODE_RESOURCE, parse_fleet_url
 from agentbox.fleet.checkpoints import Checkpoints
 from agentbox.fleet.node import FileSpec, FleetNode, NodeReport
 from agentbox.sandbox import CellError, Execution, ExecutionStatus, InputFile
@@ -37,7 +37,6 @@ from agentbox.store.fleet_sessions import FleetSession, FleetSessions
 
 log = logging.getLogger(__name__)
 
-NODE_RESOURCE = "agentbox_node"
 NAMESPACE = "agentbox"
 REFRESH_S = 2.0
 READY_S = 120.0
