@@ -70,7 +70,16 @@ class FleetNode:
         """Key → its /mnt/data's files when last archived, and the archive's size."""
 
     async def ready(self) -> NodeReport:
-        """Start the session manager once (every replica asks); what it found on this host."""
+        """What the session manager found on this host, and its sessions now (started first)."""
+        started = await self._started()
+        return NodeReport(started.refusal, started.isolation, self._manager.pool_statistics())
+
+    async def ping(self) -> None:
+        """Answers once the node is ready: what a replica asks before it sends a cell."""
+        await self._started()
+
+    async def _started(self) -> NodeReport:
+        """Start the session manager once (every replica asks); the report of that start."""
         async with self._starting:
             if self._report is None:
                 refusal = None
@@ -81,11 +90,7 @@ class FleetNode:
                 shutil.rmtree(self._work, ignore_errors=True)  # archives a killed node left behind
                 self._work.mkdir(parents=True, exist_ok=True)
                 self._report = NodeReport(refusal, self._manager.isolation_report(), {})
-        return NodeReport(self._report.refusal, self._report.isolation, self._manager.pool_statistics())
-
-    async def ping(self) -> None:
-        """Answers once the node is ready: what a replica asks before it sends a cell."""
-        await self.ready()
+            return self._report
 
     async def execute(
         self,
@@ -179,7 +184,7 @@ class FleetNode:
             archive.unlink(missing_ok=True)
 
     async def _refuse_unless_ready(self) -> None:
-        report = await self.ready()
+        report = await self._started()
         if report.refusal is not None:
             raise SandboxUnavailable(report.refusal)
 
