@@ -262,9 +262,9 @@ def _start_ray(starter: Starter, count: int, blob_env: Mapping[str, str]) -> dic
     replicas need in their environment to use them."""
     root = starter.temp_dir(Path(tempfile.mkdtemp(prefix="agentbox-ray-")))
     ray = RayCluster(root / "ray")  # Ray's unix sockets live under it: the path must stay short
-    settings = {name: value for name, value in _agentbox_env().items() if name != "AGENTBOX_FLEET"}
-    # A node's workers do not run in the checkout: a relative runtime dir would miss.
-    runtime = REPO / settings.get("AGENTBOX_SANDBOX_RUNTIME", ".runtime")
+    # A node's workers do not run in the checkout: a relative runtime dir would miss. The rest of the
+    # caller's AGENTBOX_* settings reach every node with the environment RayCluster passes on.
+    runtime = REPO / os.environ.get("AGENTBOX_SANDBOX_RUNTIME", ".runtime")
     try:
         ray.start_head()
         for index in range(1, count + 1):
@@ -273,7 +273,6 @@ def _start_ray(starter: Starter, count: int, blob_env: Mapping[str, str]) -> dic
             ray.add_node(
                 index,
                 {
-                    **settings,
                     **blob_env,
                     "AGENTBOX_DATA_DIR": str(data_dir),
                     "AGENTBOX_SANDBOX_UID_BASE": str(NODE_UID_BASE + index * NODE_UID_SPAN),
@@ -298,11 +297,6 @@ def _adopt_new(starter: Starter, ray: RayCluster) -> None:
         if f"ray-{name}" not in recorded:
             tier = RAY_HEAD if name == "head" else RAY_NODE
             starter.adopt(f"ray-{name}", child, tier, ray.root / f"{name}.log")
-
-
-def _agentbox_env() -> dict[str, str]:
-    """The caller's AGENTBOX_* settings."""
-    return {n: v for n, v in os.environ.items() if n.startswith("AGENTBOX_") and n != STATE_DIR_ENV}
 
 
 def _start_replicas(starter: Starter, agentbox: Path, count: int, shared: Mapping[str, str]) -> None:
