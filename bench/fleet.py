@@ -111,14 +111,7 @@ def _fleet(
     try:
         cluster.start_head()
         cluster.add_node(
-            0,
-            {
-                **blobs,
-                "AGENTBOX_DATA_DIR": str(root / "node-0"),
-                "AGENTBOX_SANDBOX_UID_BASE": str(UID_BASE),
-                "AGENTBOX_SANDBOX_RUNTIME": str(REPO / ".runtime"),
-                "AGENTBOX_POOL_SIZE": "0",
-            },
+            0, root / "node-0", UID_BASE, REPO / ".runtime", {**blobs, "AGENTBOX_POOL_SIZE": "0"}
         )
         server = LiveServer(
             root / "fleet" / "data",

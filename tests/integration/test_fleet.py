@@ -66,18 +66,14 @@ class Fleet:
             timeout=180,
         )
 
-    def node_env(self, index: int) -> dict[str, str]:
-        return {
-            **self.blobs,
-            "AGENTBOX_DATA_DIR": str(self.root / f"node-{index}"),
-            "AGENTBOX_SANDBOX_UID_BASE": str(UID_BASE + index * UID_SPAN),
-            "AGENTBOX_SANDBOX_RUNTIME": str(RUNTIME),
-            "AGENTBOX_POOL_SIZE": "0",
-            "AGENTBOX_INTERRUPT_GRACE_S": "2",
-        }
-
     def start_node(self, index: int) -> None:
-        self.cluster.add_node(index, self.node_env(index))
+        self.cluster.add_node(
+            index,
+            self.root / f"node-{index}",
+            UID_BASE + index * UID_SPAN,
+            RUNTIME,
+            {**self.blobs, "AGENTBOX_POOL_SIZE": "0", "AGENTBOX_INTERRUPT_GRACE_S": "2"},
+        )
 
     def revive(self, index: int) -> None:
         """Start node `index` again on its data dir, and wait until the replicas have started its

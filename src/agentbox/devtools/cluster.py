@@ -270,15 +270,7 @@ def _start_ray(starter: Starter, count: int, blob_env: Mapping[str, str]) -> dic
         for index in range(1, count + 1):
             _adopt_new(starter, ray)  # recorded at once: `down` finds it if `up` is killed
             data_dir = root / f"node-{index}"
-            ray.add_node(
-                index,
-                {
-                    **blob_env,
-                    "AGENTBOX_DATA_DIR": str(data_dir),
-                    "AGENTBOX_SANDBOX_UID_BASE": str(NODE_UID_BASE + index * NODE_UID_SPAN),
-                    "AGENTBOX_SANDBOX_RUNTIME": str(runtime),
-                },
-            )
+            ray.add_node(index, data_dir, NODE_UID_BASE + index * NODE_UID_SPAN, runtime, blob_env)
     except RuntimeError as error:
         raise ClusterError(f"Ray: {error}") from error
     finally:  # a node that failed to start still runs, and `down` must find it

@@ -92,14 +92,24 @@ class RayCluster:
             {},
         )
 
-    def add_node(self, index: int, env: Mapping[str, str], cpus: int = 2) -> str:
-        """Start sandbox node `index` with `env` added to its environment; its name."""
+    def add_node(
+        self, index: int, data_dir: Path, uid_base: int, runtime: Path, env: Mapping[str, str], cpus: int = 2
+    ) -> str:
+        """Start sandbox node `index`, its sessions in `data_dir` as uids from `uid_base` up (each
+        node sharing a machine needs its own), with `env` added to its environment; its name.
+        `runtime` must be absolute: a node's workers do not run in the checkout."""
         name = f"node-{index}"
         resources = f'{{"{NODE_RESOURCE}": 1}}'
+        node_env = {
+            "AGENTBOX_DATA_DIR": str(data_dir),
+            "AGENTBOX_SANDBOX_UID_BASE": str(uid_base),
+            "AGENTBOX_SANDBOX_RUNTIME": str(runtime),
+            **env,
+        }
         self._start(
             name,
             ["--address", self.address, "--num-cpus", str(cpus), "--resources", resources],
-            env,
+            node_env,
         )
         return name
 
