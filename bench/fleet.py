@@ -28,9 +28,7 @@ from tests.live_server import LiveServer
 from tests.postgres_server import PostgresServer
 from tests.swift_server import SwiftServer
 
-from agentbox.config import Settings
-from agentbox.devtools.ray_cluster import RayCluster
-from agentbox.sandbox import SessionManager
+from agentbox.devtools.ray_cluster import RayCluster, sweep_node
 from bench.stats import Figure, ms
 
 KEY = "sk-bench-fleet"
@@ -127,18 +125,7 @@ def _fleet(
             server.stop()
     finally:
         cluster.stop_all()
-        asyncio.run(_sweep(root / "node-0"))
-
-
-async def _sweep(data_dir: Path) -> None:
-    """Remove what the stopped node's sessions left (their /mnt/data mounts, cgroups), as a node
-    starting again on the data dir would."""
-    settings = Settings(
-        data_dir=data_dir, sandbox_uid_base=UID_BASE, sandbox_runtime=REPO / ".runtime", pool_size=0
-    )
-    manager = SessionManager(settings.sandbox_config())
-    await manager.start()
-    await manager.aclose()
+        asyncio.run(sweep_node(root / "node-0", UID_BASE, REPO / ".runtime"))
 
 
 def main() -> int:

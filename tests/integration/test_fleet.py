@@ -24,8 +24,7 @@ import pytest
 
 from agentbox.config import Settings
 from agentbox.devtools import postgres
-from agentbox.devtools.ray_cluster import RayCluster
-from agentbox.sandbox import SessionManager
+from agentbox.devtools.ray_cluster import RayCluster, sweep_node
 from agentbox.sandbox.manager import cgroup_group
 from tests.live_server import LiveServer
 from tests.postgres_server import PostgresServer
@@ -131,24 +130,7 @@ def fleet(
             server.stop()
         cluster.stop_all()
         for index in range(NODES):
-            asyncio.run(_sweep(_node_settings(root, index)))
-
-
-def _node_settings(root: Path, index: int) -> Settings:
-    return Settings(
-        data_dir=root / f"node-{index}",
-        sandbox_uid_base=UID_BASE + index * UID_SPAN,
-        sandbox_runtime=RUNTIME,
-        pool_size=0,
-    )
-
-
-async def _sweep(settings: Settings) -> None:
-    """What a node that comes back on its data dir does first: remove the sessions its death left
-    (their cgroups, /mnt/data filesystems); stopping a Ray node stops the actor without a goodbye."""
-    manager = SessionManager(settings.sandbox_config())
-    await manager.start()
-    await manager.aclose()
+            asyncio.run(sweep_node(root / f"node-{index}", UID_BASE + index * UID_SPAN, RUNTIME))
 
 
 def _cgroup_processes(sessions_dir: Path) -> list[str]:
@@ -345,7 +327,7 @@ def test_a_node_killed_mid_cell_leaves_nothing_and_the_next_cell_runs_elsewhere_
         while _node_processes(index) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _node_processes(index) == [], "processes of the dead node's sessions are still alive"
-        sessions_dir = _node_settings(fleet.root, index).sandbox_config().sessions_dir
+        sessions_dir = Settings(data_dir=fleet.root / f"node-{index}").sandbox_config().sessions_dir
         assert _cgroup_processes(sessions_dir) == [], "a cgroup of the dead node's sessions holds a process"
 
         after = _exec(b, container, "print(open('/mnt/data/data.csv').read()); print('x' in dir())")

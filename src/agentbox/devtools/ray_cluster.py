@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentbox import devtools
+from agentbox.config import Settings
 from agentbox.fleet.address import NODE_RESOURCE
+from agentbox.sandbox import SessionManager
 
 NODE_IP = "127.0.0.2"
 WORKER_PORTS = range(10002, 20000)
@@ -176,6 +178,16 @@ class RayCluster:
     def _signal_process(process: subprocess.Popen[bytes], signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signum)
+
+
+async def sweep_node(data_dir: Path, uid_base: int, runtime: Path) -> None:
+    """What a sandbox node starting again on `data_dir` does first: remove what its stopped or killed
+    sessions left (their cgroups, /mnt/data filesystems). Stopping a Ray node ends its actor without
+    a goodbye, so a caller that will not start the node again sweeps with this."""
+    settings = Settings(data_dir=data_dir, sandbox_uid_base=uid_base, sandbox_runtime=runtime, pool_size=0)
+    manager = SessionManager(settings.sandbox_config())
+    await manager.start()
+    await manager.aclose()
 
 
 def _parents() -> dict[int, tuple[int, int]]:
