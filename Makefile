@@ -102,6 +102,11 @@ POSTGRES_PASS := $(addprefix tests/integration/test_,$(addsuffix .py,bad_input v
 	conversations responses run_options function_tools file_search_assistants file_search_responses \
 	seed_scenario streaming code_interpreter_stores responses_sdk foundry azure_agents keep_alive))
 
+# Two pytest-xdist workers, a test file each at a time (its module fixtures stay shared): the suite
+# mostly waits on servers, sandboxes and timeouts, so two at once nearly halve it on two CPUs. Each
+# worker's sandboxes get their own uid range (tests/sandbox_fixtures.py: worker_uid).
+PYTEST_WORKERS ?= -n 2 --dist loadfile
+
 # Everything on this host, then the cgroup v2 selection in a VM booted with the unified hierarchy
 # (scripts/cgroup2-vm), which this host cannot switch to.
 test: test-host test-cgroup2
@@ -110,8 +115,8 @@ test-host: test-setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy src
-	$(VENV)/bin/pytest
-	$(VENV)/bin/pytest --database=postgresql $(POSTGRES_PASS)
+	$(VENV)/bin/pytest $(PYTEST_WORKERS)
+	$(VENV)/bin/pytest $(PYTEST_WORKERS) --database=postgresql $(POSTGRES_PASS)
 
 test-cgroup2: test-setup
 	scripts/cgroup2-vm

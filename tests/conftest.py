@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import subprocess
 import tempfile
 import uuid
@@ -15,7 +16,7 @@ import pytest
 
 from tests.live_server import LiveServer
 from tests.postgres_server import PostgresServer
-from tests.sandbox_fixtures import cell_seconds
+from tests.sandbox_fixtures import SERVER_UID_BASE, cell_seconds, worker_uid
 from tests.scripted_model import ScriptedModel
 from tests.swift_server import SwiftServer
 
@@ -146,6 +147,12 @@ def _stale_temp_roots() -> list[Path]:
 def _unmount(mount_points: list[str]) -> None:
     for mount_point in mount_points:
         subprocess.run(["umount", "--lazy", mount_point], check=False, capture_output=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every agentbox a test starts (live servers, `agentbox exec`, the dev cluster) inherits its
+    # sessions' uids from here: each pytest-xdist worker gets its own range (worker_uid).
+    os.environ.setdefault("AGENTBOX_SANDBOX_UID_BASE", str(worker_uid(SERVER_UID_BASE)))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

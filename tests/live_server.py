@@ -17,7 +17,7 @@ import openai
 import sqlalchemy
 
 from agentbox.devtools import READY
-from tests.sandbox_fixtures import IN_EMULATED_VM
+from tests.sandbox_fixtures import IN_EMULATED_VM, SERVER_UID_BASE, worker_uid
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTBOX = Path(sys.executable).parent / "agentbox"
@@ -80,6 +80,7 @@ class LiveServer:
             "AGENTBOX_DATA_DIR": str(self.data_dir),
             "AGENTBOX_API_KEYS": self.api_key,
             "AGENTBOX_SANDBOX_RUNTIME": str(REPO / ".runtime"),
+            "AGENTBOX_SANDBOX_UID_BASE": str(worker_uid(SERVER_UID_BASE)),
             **self._env,
         }
         self.url = ""

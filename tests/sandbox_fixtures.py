@@ -28,6 +28,18 @@ SEARCH_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 IN_EMULATED_VM = os.environ.get("CGROUP2_VM_ACCEL") == "tcg"
 """Inside scripts/cgroup2-vm under software emulation: a gVisor kernel takes minutes to start."""
 
+WORKER_UID_SPAN = 1_000_000
+SERVER_UID_BASE = 1_200_000
+"""Where a test's `agentbox serve` puts its sessions' uids: the server's own default."""
+
+
+def worker_uid(base: int) -> int:
+    """`base` moved into this pytest-xdist worker's own range (`make test` runs two workers): tests
+    running side by side never share a host uid, which RLIMIT_NPROC counts across the whole host and
+    the lifecycle and crash tests look for among the host's processes."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return base + int(worker.removeprefix("gw")) * WORKER_UID_SPAN
+
 
 def cell_seconds(seconds: float) -> float:
     """A cell timeout for work that must finish (allocate, fork, plot): under software emulation
@@ -87,7 +99,7 @@ requires_sandbox = pytest.mark.skipif(skip_reason() is not None, reason=skip_rea
 
 class Harness:
     def __init__(self, sessions_dir: Path, **overrides: Any) -> None:
-        settings: dict[str, Any] = {"uid_base": 1_300_000, **SMALL_LIMITS}
+        settings: dict[str, Any] = {"uid_base": worker_uid(1_300_000), **SMALL_LIMITS}
         settings.update(overrides)
         self.config = SandboxConfig(sessions_dir=sessions_dir, runtime_dir=RUNTIME, **settings)
         self.backend = self.config.backend

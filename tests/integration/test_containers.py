@@ -20,7 +20,7 @@ from agentbox.sandbox import ExecutionStatus
 from agentbox.store.blobs import BlobStore
 from agentbox.store.database import Store
 from agentbox.store.records import ContainerRecord, FileRecord
-from tests.sandbox_fixtures import Harness, requires_sandbox, skip_reason
+from tests.sandbox_fixtures import Harness, requires_sandbox, skip_reason, worker_uid
 
 pytestmark = pytest.mark.slow
 
@@ -187,7 +187,7 @@ class Clock:
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     if (reason := skip_reason()) is not None:
         pytest.skip(reason)
-    h = Harness(tmp_path_factory.mktemp("sessions"), uid_base=1_350_000)  # 256 MiB by default
+    h = Harness(tmp_path_factory.mktemp("sessions"), uid_base=worker_uid(1_350_000))  # 256 MiB by default
     yield h
     h.close()
 
@@ -244,7 +244,7 @@ def test_a_container_gets_its_memory_tier_as_the_session_cap(harness: Harness, t
 @requires_sandbox
 @pytest.mark.cgroup_v2
 def test_a_pooled_sandbox_claimed_by_a_container_gets_the_containers_cap(tmp_path: Path) -> None:
-    h = Harness(tmp_path / "sessions", uid_base=1_360_000, pool_size=1)
+    h = Harness(tmp_path / "sessions", uid_base=worker_uid(1_360_000), pool_size=1)
     try:
         for _ in range(600):
             if h.manager.pool_statistics()["ready"]:

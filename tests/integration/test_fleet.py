@@ -29,7 +29,7 @@ from agentbox.sandbox.manager import cgroup_group
 from tests.live_server import LiveServer
 from tests.postgres_server import PostgresServer
 from tests.replicas import start_all
-from tests.sandbox_fixtures import requires_sandbox
+from tests.sandbox_fixtures import requires_sandbox, worker_uid
 from tests.scripted_model import Code, ScriptedModel, Text
 from tests.swift_server import SwiftServer
 
@@ -37,7 +37,7 @@ pytestmark = requires_sandbox
 
 API_KEY = "fleet-key"
 NODES = 2
-UID_BASE = 1_400_000
+UID_BASE = worker_uid(1_400_000)
 UID_SPAN = 10_000
 """Node i's sessions run as uids UID_BASE + i*UID_SPAN and up: a process's uid tells its node."""
 RUNTIME = Path(__file__).resolve().parents[2] / ".runtime"

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from agentbox.errors import SandboxUnavailable
-from tests.sandbox_fixtures import Harness
+from tests.sandbox_fixtures import Harness, worker_uid
 from tests.security.stuck_fuse import StuckFuse
 
 pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
-UID_BASE = 1_390_000
+UID_BASE = worker_uid(1_390_000)
 
 
 @pytest.fixture

@@ -15,14 +15,14 @@ import pytest
 
 from agentbox.sandbox import ExecutionStatus
 from agentbox.sandbox.kernel import OOM_MESSAGE
-from tests.sandbox_fixtures import FORK_BOMB, Harness, cell_seconds, host_pids
+from tests.sandbox_fixtures import FORK_BOMB, Harness, cell_seconds, host_pids, worker_uid
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def bombs(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Harness]:
-    uid_base = 1_330_000 if backend == "bubblewrap" else 1_430_000
+    uid_base = worker_uid(1_330_000 if backend == "bubblewrap" else 1_430_000)
     harness = Harness(
         tmp_path_factory.mktemp("sessions"),
         backend=backend,

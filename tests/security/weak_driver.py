@@ -11,14 +11,21 @@ import json
 import sys
 from pathlib import Path
 
-from tests.sandbox_fixtures import FORK_BOMB, Harness, host_pids
+from tests.sandbox_fixtures import FORK_BOMB, Harness, cell_seconds, host_pids, worker_uid
 
 MARKER = "987.654"  # a `sleep` argument no other process on the host uses
 
 
 def main() -> None:
     sessions_dir, backend = Path(sys.argv[1]), sys.argv[2]
-    harness = Harness(sessions_dir, backend=backend, allow_weak=True, uid_base=1_360_000)
+    # The bomb's 64 forks take gVisor several seconds, more on a loaded machine: room past the default.
+    harness = Harness(
+        sessions_dir,
+        backend=backend,
+        allow_weak=True,
+        uid_base=worker_uid(1_360_000),
+        exec_timeout_s=cell_seconds(60),
+    )
     facts: dict[str, object] = {}
     try:
         facts["report"] = [list(check) for check in harness.manager.isolation_report()]
