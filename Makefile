@@ -107,9 +107,10 @@ POSTGRES_PASS := $(addprefix tests/integration/test_,$(addsuffix .py,bad_input v
 # worker's sandboxes get their own uid range (tests/sandbox_fixtures.py: worker_uid).
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-# Everything on this host, then the cgroup v2 selection in a VM booted with the unified hierarchy
-# (scripts/cgroup2-vm), which this host cannot switch to.
-test: test-host test-cgroup2
+# Everything on this host and, beside it, the cgroup v2 selection in a VM booted with the unified
+# hierarchy (scripts/cgroup2-vm), which this host cannot switch to (scripts/test-all).
+test: test-setup
+	@bash scripts/test-all
 
 test-host: test-setup
 	$(VENV)/bin/ruff check src tests bench

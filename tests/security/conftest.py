@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.sandbox_fixtures import BACKENDS, Harness, backend_skip_reason, skip_reason
+from tests.sandbox_fixtures import BACKENDS, Harness, backend_skip_reason, skip_reason, worker_uid
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,7 +29,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Harness]:
     """A warm manager shared by a module's tests: for promises about one session, not lifecycles."""
-    uid_base = 1_300_000 if backend == "bubblewrap" else 1_400_000
+    uid_base = worker_uid(1_300_000 if backend == "bubblewrap" else 1_400_000)
     harness = Harness(tmp_path_factory.mktemp("sessions"), backend=backend, uid_base=uid_base)
     yield harness
     harness.close()

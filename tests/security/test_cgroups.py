@@ -1,8 +1,9 @@
 """A session's cgroup, read from the kernel's own files, on whichever cgroup version the host has.
 
-`make test` runs this module on the host (cgroup v1 here) and again in a VM with the pure v2
-hierarchy (scripts/cgroup2-vm), for both backends: the caps are set, an OOM kill is counted and
-reported, the kill leaves the cgroup empty, the next cell gets a fresh kernel, and close removes it.
+`make test` runs this module on the host (cgroup v1 here), for both backends, and again in a VM with
+the pure v2 hierarchy (scripts/cgroup2-vm; gVisor there only where the VM has KVM): the caps are set,
+an OOM kill is counted and reported, the kill leaves the cgroup empty, the next cell gets a fresh
+kernel, and close removes it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import pytest
 from agentbox.sandbox import ExecutionStatus, cgroups
 from agentbox.sandbox.cgroups.v2 import LEAF, own_cgroup
 from agentbox.sandbox.kernel import OOM_MESSAGE
-from tests.sandbox_fixtures import Harness, cell_seconds
+from tests.sandbox_fixtures import Harness, cell_seconds, worker_uid
 
 pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
 
 
 @pytest.fixture
 def harness(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Harness]:
-    uid_base = 1_380_000 if backend == "bubblewrap" else 1_480_000
+    uid_base = worker_uid(1_380_000 if backend == "bubblewrap" else 1_480_000)
     h = Harness(
         tmp_path_factory.mktemp("sessions"),
         backend=backend,

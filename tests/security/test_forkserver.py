@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentbox.sandbox import ExecutionStatus
-from tests.sandbox_fixtures import Harness
+from tests.sandbox_fixtures import Harness, worker_uid
 
 NAMESPACES = ("user", "mnt", "net", "ipc", "uts", "pid", "cgroup")
 RANDOM_DRAWS = (
@@ -30,7 +30,9 @@ def forked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     # In the server's environment before the template starts.
     os.environ["AGENTBOX_FORK_CANARY"] = "canary-fork-91c2"
     try:
-        harness = Harness(tmp_path_factory.mktemp("sessions"), backend="bubblewrap", uid_base=1_500_000)
+        harness = Harness(
+            tmp_path_factory.mktemp("sessions"), backend="bubblewrap", uid_base=worker_uid(1_370_000)
+        )
     finally:
         del os.environ["AGENTBOX_FORK_CANARY"]
     assert harness.manager.template_pid() is not None, "bubblewrap kernels are forked by default"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentbox.sandbox import Execution, ExecutionStatus, InputFile
-from tests.sandbox_fixtures import Harness, host_uids
+from tests.sandbox_fixtures import Harness, host_uids, worker_uid
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def short(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Ha
         backend=backend,
         exec_timeout_s=TIMEOUT_S,
         interrupt_grace_s=GRACE_S,
-        uid_base=1_310_000 if backend == "bubblewrap" else 1_410_000,
+        uid_base=worker_uid(1_310_000 if backend == "bubblewrap" else 1_410_000),
     )
     yield harness
     harness.close()
@@ -219,7 +219,7 @@ def test_idle_expiry_tears_down_then_restores_files_and_says_state_lost(
         tmp_path_factory.mktemp("sessions"),
         backend=backend,
         session_idle_s=1.0,
-        uid_base=1_340_000 if backend == "bubblewrap" else 1_440_000,
+        uid_base=worker_uid(1_340_000 if backend == "bubblewrap" else 1_440_000),
     )
     try:
         source = tmp_path / "blob"

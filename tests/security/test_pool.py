@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentbox.sandbox import InputFile, SessionManager, datadir
-from tests.sandbox_fixtures import Harness
+from tests.sandbox_fixtures import Harness, worker_uid
 
 pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.cgroup_v2]
 def pooled(tmp_path: Path, backend: str) -> Iterator[Harness]:
     if backend != "bubblewrap":
         pytest.skip("the pool is backend-independent; measured once on the default backend")
-    harness = Harness(tmp_path / "sessions", pool_size=1, uid_base=1_330_000)
+    harness = Harness(tmp_path / "sessions", pool_size=1, uid_base=worker_uid(1_330_000))
     yield harness
     harness.close()
 
@@ -62,7 +62,7 @@ def test_a_shutdown_mid_start_leaves_no_session_behind(tmp_path: Path, backend: 
         pytest.skip("the pool is backend-independent; measured once on the default backend")
     sessions = tmp_path / "sessions"
     for delay_s in (0.0, 0.001, 0.003, 0.01):
-        harness = Harness(sessions, pool_size=4, uid_base=1_330_000)
+        harness = Harness(sessions, pool_size=4, uid_base=worker_uid(1_330_000))
 
         async def cancel_a_start(manager: SessionManager, delay_s: float) -> None:
             started = asyncio.ensure_future(manager.execute("thread_a", "print(1)"))
