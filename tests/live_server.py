@@ -17,7 +17,7 @@ import openai
 import sqlalchemy
 
 from agentbox.devtools import READY
-from tests.sandbox_fixtures import IN_EMULATED_VM, SERVER_UID_BASE, worker_uid
+from tests.sandbox_fixtures import IN_EMULATED_VM, SERVER_UID_BASE, SMALL_LIMITS, worker_uid
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTBOX = Path(sys.executable).parent / "agentbox"
@@ -81,6 +81,8 @@ class LiveServer:
             "AGENTBOX_API_KEYS": self.api_key,
             "AGENTBOX_SANDBOX_RUNTIME": str(REPO / ".runtime"),
             "AGENTBOX_SANDBOX_UID_BASE": str(worker_uid(SERVER_UID_BASE)),
+            # The fork server's preload takes minutes in the emulated VM beside the host suite.
+            "AGENTBOX_SANDBOX_START_TIMEOUT_S": f"{SMALL_LIMITS['start_timeout_s']:g}",
             **self._env,
         }
         self.url = ""

@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         description="Sessions run as host uids from this one up (one per live session, the fork server one "
         "below): give each sandbox node sharing a machine its own range.",
     )
+    sandbox_start_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a sandbox, or the fork server behind them, may take to start before the start "
+        "fails: raise it on a slow or emulated host.",
+    )
     fleet: str = Field(
         "",
         description="Empty: sessions run on this machine. ray://HOST:PORT: they run on the Ray cluster whose "
@@ -219,6 +225,7 @@ class Settings(BaseSettings):
             sessions_dir=self.data_dir.resolve() / "sessions",
             uid_base=self.sandbox_uid_base,
             runtime_dir=self.sandbox_runtime.resolve(),
+            start_timeout_s=self.sandbox_start_timeout_s,
             exec_timeout_s=self.exec_timeout_s,
             interrupt_grace_s=self.interrupt_grace_s,
             output_limit_bytes=self.output_limit_bytes,

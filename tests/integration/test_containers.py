@@ -242,7 +242,6 @@ def test_a_container_gets_its_memory_tier_as_the_session_cap(harness: Harness, t
 
 
 @requires_sandbox
-@pytest.mark.cgroup_v2
 def test_a_pooled_sandbox_claimed_by_a_container_gets_the_containers_cap(tmp_path: Path) -> None:
     h = Harness(tmp_path / "sessions", uid_base=worker_uid(1_360_000), pool_size=1)
     try:

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -101,7 +103,10 @@ def fleet(
     root = tmp_path_factory.mktemp("fleet")
     url = postgres_server.create_database("fleet")
     blobs = swift.blob_env(swift.new_bucket())
-    cluster = RayCluster(root / "ray")
+    # Ray's unix sockets live under its temp dir, and a socket's path can't pass 107 bytes: not
+    # under pytest's (an xdist worker's basetemp adds a level).
+    ray_root = Path(tempfile.mkdtemp(prefix="agentbox-ray-"))
+    cluster = RayCluster(ray_root)
     replicas: list[LiveServer] = []
     fleet = Fleet(root, cluster, replicas, postgres.dsn(postgres_server.port, "fleet"), blobs)
     try:
@@ -131,6 +136,7 @@ def fleet(
         cluster.stop_all()
         for index in range(NODES):
             asyncio.run(sweep_node(root / f"node-{index}", UID_BASE + index * UID_SPAN, RUNTIME))
+        shutil.rmtree(ray_root, ignore_errors=True)
 
 
 def _cgroup_processes(sessions_dir: Path) -> list[str]:

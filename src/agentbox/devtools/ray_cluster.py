@@ -57,7 +57,8 @@ def free_port() -> int:
 @dataclass
 class RayCluster:
     root: Path
-    """Ray's temp dir (sessions, logs, sockets) for every node of this cluster."""
+    """Ray's temp dir (sessions, logs, sockets) for every node of this cluster. Keep it short: Ray's
+    unix sockets live under it, and a socket's path can't pass 107 bytes."""
     token: str = field(default_factory=lambda: secrets.token_hex(32))
     port: int = field(default_factory=free_port)
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
